@@ -1,0 +1,32 @@
+"""Drawing detected faces and their top emotion onto an image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .results import Face
+
+__all__ = ["draw_faces"]
+
+_BOX_BGR = (0, 200, 0)
+_TEXT_BGR = (255, 255, 255)
+
+
+def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """A copy of a BGR image with each face's box and ``"label 0.87"`` drawn on it."""
+    out = image_bgr.copy()
+    thickness = max(1, round(min(out.shape[:2]) / 300))
+    scale = max(0.4, min(out.shape[:2]) / 900)
+    for face in faces:
+        x, y, w, h = face.box
+        cv2.rectangle(out, (x, y), (x + w, y + h), _BOX_BGR, thickness)
+        text = f"{face.top_emotion} {face.emotions[face.top_emotion]:.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        ty = y - base - 2 if y - th - base - 2 >= 0 else y + h + th + 2
+        cv2.rectangle(out, (x, ty - th - 2), (x + tw + 2, ty + base), _BOX_BGR, cv2.FILLED)
+        cv2.putText(out, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, _TEXT_BGR,
+                    thickness, cv2.LINE_AA)
+    return out

@@ -1,0 +1,201 @@
+"""Keras emotion classifiers: load a ``.keras`` file or a model directory and predict.
+
+Keras is imported here and only here (lazily), so ``import emotionkit`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelLoadError
+from .base import FER_LABELS
+from .config import CONFIG_NAME, ModelConfig
+from .preprocess import faces_to_pixels, pixels_to_input
+
+__all__ = ["KerasClassifier", "load_classifier"]
+
+_MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+class KerasClassifier:
+    """An emotion classifier backed by a Keras 3 model.
+
+    Args:
+        model: a loaded ``keras.Model`` whose input is ``(None, H, W, C)`` and whose output
+            is ``(None, len(labels))`` probabilities (softmax is applied if the outputs
+            are not already probabilities).
+        config: how to preprocess inputs and name outputs.
+        batch_size: largest batch sent to the model in one call.
+
+    Use :func:`load_classifier` to build one from a file or directory.
+    """
+
+    def __init__(self, model: Any, config: ModelConfig, batch_size: int = 256) -> None:
+        self.model = model
+        self.config = config
+        self.batch_size = batch_size
+        self._predict_fn = _compile_predict(model, config)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.config.input_size
+
+    @property
+    def crop_margin(self) -> float:
+        return self.config.crop_margin
+
+    def predict(self, faces: Sequence[np.ndarray], tta: bool = False) -> np.ndarray:
+        """Probabilities ``(N, len(labels))`` for BGR ``uint8`` face crops of any size.
+
+        With ``tta=True`` each face is also classified mirrored left-right and the two
+        probability rows are averaged.
+        """
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        pixels = faces_to_pixels(
+            faces, self.config.input_size, self.config.channels, self.config.color_order
+        )
+        return self.predict_pixels(pixels, tta=tta)
+
+    def predict_pixels(self, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
+        """Probabilities for already resized ``(N, H, W, C)`` ``uint8`` pixels."""
+        x = pixels_to_input(pixels, self.config)
+        probs = self._run(x)
+        if tta:
+            probs = (probs + self._run(x[:, :, ::-1, :])) / 2.0
+        return probs
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        chunks = [
+            _as_probabilities(np.asarray(self._predict_fn(x[i : i + self.batch_size])))
+            for i in range(0, len(x), self.batch_size)
+        ]
+        return np.concatenate(chunks, axis=0)
+
+    def __repr__(self) -> str:
+        return f"KerasClassifier(labels={self.labels}, input_size={self.input_size})"
+
+
+def load_classifier(path: str | Path, batch_size: int = 256) -> KerasClassifier:
+    """Load a classifier from a model directory or a Keras model file.
+
+    ``path`` is either a directory holding ``config.json`` and the model file it names
+    (as written by ``emotionkit train``), or a ``.keras``/``.h5`` file. For a bare file, a
+    ``config.json`` beside it that names this file is used; otherwise the input size comes
+    from the model and a 7-output model gets the FER2013 labels.
+
+    Models are loaded with Keras ``safe_mode=True``: a file that would run arbitrary code
+    (e.g. a ``Lambda`` layer) is refused.
+
+    Raises:
+        ModelLoadError: missing path, invalid model file, or inconsistent config.
+    """
+    path = Path(path)
+    if path.is_dir():
+        config = ModelConfig.read(path / CONFIG_NAME)
+        model_path = path / config.model_file
+    elif path.is_file():
+        model_path = path
+        sidecar = path.parent / CONFIG_NAME
+        config_or_none = ModelConfig.read(sidecar) if sidecar.is_file() else None
+        if config_or_none is not None and config_or_none.model_file != path.name:
+            config_or_none = None
+        model = _load_keras_model(model_path)
+        config = config_or_none or _infer_config(model, model_path)
+        _check_shapes(model, config, model_path)
+        return KerasClassifier(model, config, batch_size=batch_size)
+    else:
+        raise ModelLoadError(f"{path}: no such model file or directory")
+    model = _load_keras_model(model_path)
+    _check_shapes(model, config, model_path)
+    return KerasClassifier(model, config, batch_size=batch_size)
+
+
+def _import_keras() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ INFO lines
+    import keras
+
+    return keras
+
+
+def _load_keras_model(model_path: Path) -> Any:
+    if not model_path.is_file():
+        raise ModelLoadError(f"{model_path}: model file not found")
+    if model_path.suffix.lower() not in _MODEL_SUFFIXES:
+        raise ModelLoadError(
+            f"{model_path}: unsupported model file type; expected one of {', '.join(_MODEL_SUFFIXES)}"
+        )
+    keras = _import_keras()
+    try:
+        return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{model_path}: not a loadable Keras model ({reason})") from exc
+
+
+def _infer_config(model: Any, model_path: Path) -> ModelConfig:
+    shape = tuple(model.input_shape)
+    out = int(model.output_shape[-1])
+    if out != len(FER_LABELS):
+        raise ModelLoadError(
+            f"{model_path}: model has {out} outputs and no {CONFIG_NAME} beside it naming "
+            f"its labels; add one (see docs/models.md)"
+        )
+    return ModelConfig(
+        labels=FER_LABELS, input_size=(shape[1], shape[2]), channels=shape[3],
+        model_file=model_path.name,
+    )
+
+
+def _check_shapes(model: Any, config: ModelConfig, model_path: Path) -> None:
+    shape = tuple(model.input_shape)
+    if len(shape) != 4:
+        raise ModelLoadError(f"{model_path}: expected an image model (N, H, W, C), got {shape}")
+    expected = (*config.input_size, config.channels)
+    if any(a is not None and a != b for a, b in zip(shape[1:], expected)):
+        raise ModelLoadError(
+            f"{model_path}: model input {shape[1:]} does not match config {expected}"
+        )
+    out = model.output_shape[-1]
+    if out != len(config.labels):
+        raise ModelLoadError(
+            f"{model_path}: model has {out} outputs but config names {len(config.labels)} labels"
+        )
+
+
+def _compile_predict(model: Any, config: ModelConfig) -> Callable[[np.ndarray], Any]:
+    """A compiled inference function: graph mode on TensorFlow, ``jit`` on JAX.
+
+    A compiled call avoids the per-call overhead of ``model.predict`` (milliseconds),
+    which dominates for single faces.
+    """
+    keras = _import_keras()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, *config.input_size, config.channels), tf.float32)
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    if backend == "jax":
+        import jax
+
+        return jax.jit(lambda x: model(x, training=False))
+    return lambda x: model(x, training=False)
+
+
+def _as_probabilities(out: np.ndarray) -> np.ndarray:
+    out = out.astype(np.float32)
+    sums = out.sum(axis=1, keepdims=True)
+    if np.all(out >= 0) and np.allclose(sums, 1.0, atol=1e-3):
+        return out / sums
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

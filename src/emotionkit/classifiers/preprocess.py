@@ -1,0 +1,45 @@
+"""Turning BGR face crops into model input tensors (shared by inference and training)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import ImageLoadError
+from .config import ModelConfig
+
+__all__ = ["faces_to_pixels", "pixels_to_input"]
+
+
+def faces_to_pixels(
+    faces: Sequence[np.ndarray], input_size: tuple[int, int], channels: int, color_order: str = "rgb"
+) -> np.ndarray:
+    """Resize BGR (or grayscale) ``uint8`` crops to ``(N, H, W, channels)`` ``uint8``.
+
+    ``input_size`` is ``(height, width)``. One channel: grayscale; three: ``color_order``.
+    """
+    h, w = input_size
+    out = np.empty((len(faces), h, w, channels), dtype=np.uint8)
+    for i, face in enumerate(faces):
+        if face.size == 0 or face.ndim not in (2, 3):
+            raise ImageLoadError(f"face crop {i} is empty or has shape {face.shape}")
+        if face.ndim == 3 and face.shape[2] == 4:
+            face = cv2.cvtColor(face, cv2.COLOR_BGRA2BGR)
+        interp = cv2.INTER_AREA if face.shape[0] > h or face.shape[1] > w else cv2.INTER_LINEAR
+        resized = cv2.resize(face, (w, h), interpolation=interp)
+        if channels == 1:
+            gray = resized if resized.ndim == 2 else cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)
+            out[i, :, :, 0] = gray
+        else:
+            bgr = resized if resized.ndim == 3 else cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
+            out[i] = bgr[:, :, ::-1] if color_order == "rgb" else bgr
+    return out
+
+
+def pixels_to_input(pixels: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Scale ``0..255`` pixels to the model's input range as ``float32``."""
+    return pixels.astype(np.float32) * np.float32(config.pixel_scale) + np.float32(
+        config.pixel_offset
+    )

@@ -1,0 +1,80 @@
+"""The ``emotionkit`` command line (thin: each command parses options, calls the library
+and prints). Subcommands are imported only when they run, so ``emotionkit --help`` does not
+import TensorFlow."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from .._version import __version__
+
+__all__ = ["main"]
+
+# name -> "module:command" (relative to this package); loaded on first use.
+_COMMANDS = {
+    "detect": ".detect:detect",
+}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when invoked (see click's docs,
+    "Lazily Loading Subcommands")."""
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_subcommands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            module, _, attr = self.lazy_subcommands[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module, __name__), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Short help shown by ``emotionkit --help`` without importing each command's module.
+_SHORT_HELP = {
+    "detect": "Find faces in images and classify their emotions.",
+}
+
+
+@click.group(cls=_LazyGroup, lazy_subcommands=_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="emotionkit")
+def main() -> None:
+    """Facial emotion recognition: detect faces, classify emotions, train and evaluate
+    models.
+
+    Native start-up logging of TensorFlow and MediaPipe is hidden; set
+    EMOTIONKIT_NATIVE_LOGS=1 to see it.
+    """
+    if not os.environ.get("EMOTIONKIT_NATIVE_LOGS"):
+        _hide_native_stderr()
+
+
+def _hide_native_stderr() -> None:
+    """Send file descriptor 2 (where TensorFlow, MediaPipe and LiteRT write their C++ logs)
+    to the null device, and keep Python's ``sys.stderr`` on the original stream."""
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. some test runners)
+        return

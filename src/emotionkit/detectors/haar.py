@@ -1,0 +1,74 @@
+"""OpenCV Haar cascade face detector (``detector="haar"``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ModelLoadError
+from ..io import clip_box, to_gray
+from ..results import Detection
+from .base import bundled_model_path
+
+__all__ = ["HaarDetector"]
+
+_DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+class HaarDetector:
+    """Viola-Jones frontal face detector from OpenCV (``cv2.CascadeClassifier``).
+
+    Fast and dependency-light, but frontal-only and with more false positives than
+    MediaPipe. It gives no confidence: :attr:`Detection.score` is ``None``.
+
+    Args:
+        cascade_path: cascade XML; defaults to the bundled
+            ``haarcascade_frontalface_default.xml``.
+        scale_factor: image pyramid step (> 1).
+        min_neighbors: overlapping hits needed to keep a face (higher: fewer, surer faces).
+        min_size: smallest face, ``(width, height)`` in pixels.
+    """
+
+    def __init__(
+        self,
+        cascade_path: str | Path | None = None,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: tuple[int, int] = (30, 30),
+    ) -> None:
+        self.cascade_path = Path(cascade_path) if cascade_path else bundled_model_path(
+            _DEFAULT_CASCADE
+        )
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size = tuple(min_size)
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise ModelLoadError(
+                "this OpenCV build has no CascadeClassifier; install opencv-contrib-python "
+                "(and uninstall other OpenCV distributions)"
+            )
+        self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if self._cascade.empty():
+            raise ModelLoadError(f"{self.cascade_path}: not a loadable Haar cascade XML file")
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in a BGR (or grayscale) ``uint8`` image, largest first."""
+        gray = to_gray(image_bgr)
+        rects = self._cascade.detectMultiScale(
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=self.min_size,
+        )
+        h, w = gray.shape[:2]
+        boxes = [clip_box(tuple(float(v) for v in r), w, h) for r in rects]  # type: ignore[arg-type]
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return [Detection(box=b, score=None) for b in boxes if b[2] > 0 and b[3] > 0]
+
+    def __repr__(self) -> str:
+        return (
+            f"HaarDetector(scale_factor={self.scale_factor}, "
+            f"min_neighbors={self.min_neighbors}, min_size={self.min_size})"
+        )

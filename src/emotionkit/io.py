@@ -1,0 +1,174 @@
+"""Image loading and conversion.
+
+Everything inside emotionkit works on ``numpy.ndarray`` images in **BGR** channel
+order with dtype ``uint8`` and shape ``(height, width, 3)`` -- the convention of
+``cv2.imread`` and ``cv2.VideoCapture``. This module turns every supported input
+into that form.
+"""
+
+from __future__ import annotations
+
+import io as _stdio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import cv2
+import numpy as np
+
+from .errors import ImageLoadError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+ImageInput = Union[str, Path, bytes, bytearray, np.ndarray, "PILImage.Image"]
+"""Anything :func:`load_image` accepts."""
+
+__all__ = ["ImageInput", "crop", "expand_box", "load_image", "to_bgr", "to_gray"]
+
+
+def load_image(source: ImageInput) -> np.ndarray:
+    """Load ``source`` as a BGR ``uint8`` array of shape ``(H, W, 3)``.
+
+    Accepted inputs:
+
+    * ``str`` / ``pathlib.Path``: an image file; EXIF orientation is honoured.
+    * ``bytes`` / ``bytearray``: an encoded image file (JPEG, PNG, ...).
+    * ``numpy.ndarray``: ``(H, W)`` grayscale, ``(H, W, 1)``, ``(H, W, 3)`` **BGR** or
+      ``(H, W, 4)`` BGRA (alpha dropped); ``uint8``, or float in ``[0, 1]``.
+    * ``PIL.Image.Image``: converted from its own mode (RGB, L, RGBA, P, ...).
+
+    Raises:
+        ImageLoadError: the file is missing, empty, or not a decodable image, or the
+            array has an unsupported shape.
+    """
+    if isinstance(source, (str, Path)):
+        return _load_path(Path(source))
+    if isinstance(source, (bytes, bytearray)):
+        return _decode_bytes(bytes(source), what="image bytes")
+    if isinstance(source, np.ndarray):
+        return to_bgr(source)
+    if _is_pil_image(source):
+        return _pil_to_bgr(source)
+    raise ImageLoadError(
+        f"unsupported image input of type {type(source).__name__}; "
+        "pass a path, bytes, a numpy array or a PIL image"
+    )
+
+
+def to_bgr(array: np.ndarray) -> np.ndarray:
+    """Convert a grayscale, BGR or BGRA array into a contiguous BGR ``uint8`` array."""
+    if array.size == 0:
+        raise ImageLoadError("empty image array (zero pixels)")
+    img = _to_uint8(array)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    raise ImageLoadError(
+        f"unsupported image array shape {array.shape}; expected (H, W), (H, W, 3) or (H, W, 4)"
+    )
+
+
+def to_gray(image_bgr: np.ndarray) -> np.ndarray:
+    """Return the ``uint8`` grayscale ``(H, W)`` version of a BGR (or already gray) image."""
+    if image_bgr.ndim == 2:
+        return image_bgr
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+
+
+def expand_box(
+    box: tuple[int, int, int, int], margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Grow ``box`` = ``(x, y, w, h)`` by ``margin`` (fraction of its size) on every side.
+
+    The result is clipped to an image of ``width`` x ``height`` pixels.
+    """
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    return clip_box((x - dx, y - dy, w + 2 * dx, h + 2 * dy), width, height)
+
+
+def clip_box(
+    box: tuple[float, float, float, float], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Round ``(x, y, w, h)`` to ints and clip it to an image of ``width`` x ``height``."""
+    x0 = max(0, round(box[0]))
+    y0 = max(0, round(box[1]))
+    x1 = min(width, round(box[0] + box[2]))
+    y1 = min(height, round(box[1] + box[3]))
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
+    """Cut ``box`` (``(x, y, w, h)`` pixels, grown by ``margin``) out of ``image``."""
+    h_img, w_img = image.shape[:2]
+    x, y, w, h = expand_box(box, margin, w_img, h_img)
+    return image[y : y + h, x : x + w]
+
+
+def _load_path(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a directory, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageLoadError(f"{path}: cannot read file ({exc.strerror})") from exc
+    return _decode_bytes(data, what=str(path))
+
+
+def _decode_bytes(data: bytes, what: str) -> np.ndarray:
+    if not data:
+        raise ImageLoadError(f"{what}: file is empty (0 bytes); expected an image")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(_stdio.BytesIO(data)) as pil:
+            pil.load()
+            return _pil_to_bgr(ImageOps.exif_transpose(pil))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageLoadError(
+            f"{what}: not a readable image (unknown format or corrupt data); "
+            "use a JPEG, PNG, BMP, TIFF or WebP file"
+        )
+    return to_bgr(decoded)
+
+
+def _is_pil_image(obj: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
+    if pil.mode in ("L", "I;16", "I", "F"):
+        gray = np.asarray(pil.convert("L"))
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    rgb = np.asarray(pil.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and float(np.nanmax(array)) <= 1.0:
+            array = array * 255.0
+        return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        return np.clip(array, 0, 255).astype(np.uint8)
+    raise ImageLoadError(f"unsupported image array dtype {array.dtype}")

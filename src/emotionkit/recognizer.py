@@ -1,0 +1,144 @@
+""":class:`EmotionRecognizer`: a face detector plus an emotion classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UnknownPluginError
+from .io import ImageInput, crop, load_image
+from .registry import _classifiers, _detectors
+from .results import Detection, Face
+
+__all__ = ["EmotionRecognizer"]
+
+
+class EmotionRecognizer:
+    """Find faces in images and classify their emotions.
+
+    Args:
+        detector: a registered detector name (``"mediapipe"``, ``"haar"``, ``"none"`` for
+            images that are already face crops, or a plugin's name) or a detector object
+            with ``detect(image_bgr) -> list[Detection]``.
+        classifier: a registered classifier name (``"fer-cnn"``, the bundled default), a
+            path to a Keras model file or a model directory written by ``emotionkit
+            train``, or a classifier object (see
+            :class:`~emotionkit.classifiers.EmotionClassifier`).
+        margin: fraction of the face box added on every side before cropping; ``None``
+            uses the classifier's own ``crop_margin``.
+        batch_size: most faces sent to the classifier in one call.
+
+    Example::
+
+        rec = EmotionRecognizer()
+        for face in rec.detect("photo.jpg"):
+            print(face.box, face.top_emotion)
+    """
+
+    def __init__(
+        self,
+        detector: str | Any = "mediapipe",
+        classifier: str | Path | Any = "fer-cnn",
+        *,
+        margin: float | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.detector = _resolve_detector(detector)
+        self.classifier = _resolve_classifier(classifier)
+        self.margin = margin
+        self.batch_size = batch_size
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classifier's labels, in the order of :meth:`classify`'s columns."""
+        return tuple(self.classifier.labels)
+
+    def detect(self, image: ImageInput) -> list[Face]:
+        """Faces in one image with their emotions (``[]`` if there is none).
+
+        ``image`` is a path, encoded bytes, a BGR numpy array (2-D: grayscale) or a PIL
+        image; see :func:`emotionkit.io.load_image`.
+        """
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Iterable[ImageInput]) -> list[list[Face]]:
+        """Faces of many images; all faces are classified together in batched calls.
+
+        Raises :class:`~emotionkit.errors.ImageLoadError` for an unreadable image; load
+        images with :func:`emotionkit.io.load_image` first to handle them one by one.
+        """
+        arrays = [load_image(img) for img in images]
+        detections = [self.detector.detect(arr) for arr in arrays]
+        margin = self.classifier.crop_margin if self.margin is None else self.margin
+        crops = [crop(arr, d.box, margin) for arr, dets in zip(arrays, detections) for d in dets]
+        probs = self.classify(crops)
+        results: list[list[Face]] = []
+        row = 0
+        for dets in detections:
+            faces = []
+            for det in dets:
+                faces.append(_to_face(det, self.labels, probs[row]))
+                row += 1
+            results.append(faces)
+        return results
+
+    def classify(self, face_crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Emotion probabilities ``(N, len(labels))`` for face crops.
+
+        Crops are BGR ``uint8`` arrays (2-D: grayscale) of any size; they are resized by
+        the classifier. Rows sum to 1.
+        """
+        n_labels = len(self.labels)
+        if len(face_crops) == 0:
+            return np.zeros((0, n_labels), dtype=np.float32)
+        chunks = [
+            np.asarray(self.classifier.predict(face_crops[i : i + self.batch_size]))
+            for i in range(0, len(face_crops), self.batch_size)
+        ]
+        probs = np.concatenate(chunks, axis=0)
+        if probs.shape != (len(face_crops), n_labels):
+            raise ValueError(
+                f"classifier returned shape {probs.shape}, expected {(len(face_crops), n_labels)}"
+            )
+        return probs
+
+    def __repr__(self) -> str:
+        return f"EmotionRecognizer(detector={self.detector!r}, classifier={self.classifier!r})"
+
+
+def _to_face(det: Detection, labels: tuple[str, ...], probs: np.ndarray) -> Face:
+    emotions = {label: float(p) for label, p in zip(labels, probs)}
+    return Face(box=det.box, score=det.score, emotions=emotions, landmarks=dict(det.landmarks))
+
+
+def _resolve_detector(detector: str | Any) -> Any:
+    if isinstance(detector, str):
+        return _detectors.create(detector)
+    if not callable(getattr(detector, "detect", None)):
+        raise TypeError(f"detector must be a name or have a detect() method, got {detector!r}")
+    return detector
+
+
+def _resolve_classifier(classifier: str | Path | Any) -> Any:
+    if isinstance(classifier, Path) or (
+        isinstance(classifier, str) and classifier not in _classifiers
+    ):
+        path = Path(classifier)
+        if path.exists():
+            from .classifiers.keras_model import load_classifier
+
+            return load_classifier(path)
+        raise UnknownPluginError(
+            f"unknown classifier {str(classifier)!r}: not a registered name "
+            f"({', '.join(_classifiers.names())}) and no such model file or directory"
+        )
+    if isinstance(classifier, str):
+        return _classifiers.create(classifier)
+    if not callable(getattr(classifier, "predict", None)) or not hasattr(classifier, "labels"):
+        raise TypeError(
+            f"classifier must be a name, a path, or have labels and predict(), got {classifier!r}"
+        )
+    return classifier

@@ -1,0 +1,129 @@
+"""Name -> factory registries for detectors and classifiers (timm-style).
+
+Plugins are found three ways, in this order of precedence:
+
+1. :func:`register_detector` / :func:`register_classifier` calls at run time;
+2. entry points of installed distributions, groups ``emotionkit.detectors`` and
+   ``emotionkit.classifiers`` (``name = "package.module:FactoryOrClass"``);
+3. the built-ins listed below.
+
+A factory is any callable returning a plugin; ``create_*(name, **kwargs)`` calls it with
+``kwargs``. Entry points are loaded only when their name is created, so listing names
+never imports a plugin's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from .errors import UnknownPluginError
+
+T = TypeVar("T")
+
+__all__ = [
+    "create_classifier",
+    "create_detector",
+    "list_classifiers",
+    "list_detectors",
+    "register_classifier",
+    "register_detector",
+]
+
+_BUILTIN_DETECTORS = {
+    "haar": "emotionkit.detectors.haar:HaarDetector",
+    "mediapipe": "emotionkit.detectors.mediapipe:MediaPipeDetector",
+    "none": "emotionkit.detectors.whole_image:WholeImageDetector",
+}
+_BUILTIN_CLASSIFIERS = {
+    "fer-cnn": "emotionkit.classifiers.bundled:load_fer_cnn",
+}
+
+
+class _Registry(Generic[T]):
+    """Factories for one kind of plugin, keyed by name."""
+
+    def __init__(self, kind: str, group: str, builtins: dict[str, str]) -> None:
+        self.kind = kind
+        self.group = group
+        self._builtins = dict(builtins)
+        self._registered: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str, factory: Callable[..., T], *, overwrite: bool = False) -> None:
+        if not overwrite and name in self._registered:
+            raise ValueError(f"{self.kind} {name!r} is already registered; pass overwrite=True")
+        self._registered[name] = factory
+
+    def unregister(self, name: str) -> None:
+        self._registered.pop(name, None)
+
+    def names(self) -> list[str]:
+        found = set(self._builtins) | set(self._entry_points()) | set(self._registered)
+        return sorted(found)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def factory(self, name: str) -> Callable[..., T]:
+        if name in self._registered:
+            return self._registered[name]
+        eps = self._entry_points()
+        if name in eps:
+            loaded: Callable[..., T] = eps[name].load()
+            return loaded
+        if name in self._builtins:
+            return _import_object(self._builtins[name])
+        raise UnknownPluginError(
+            f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
+        )
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.factory(name)(**kwargs)
+
+    def _entry_points(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+
+def _import_object(spec: str) -> Any:
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_detectors: _Registry[Any] = _Registry("detector", "emotionkit.detectors", _BUILTIN_DETECTORS)
+_classifiers: _Registry[Any] = _Registry(
+    "classifier", "emotionkit.classifiers", _BUILTIN_CLASSIFIERS
+)
+
+
+def register_detector(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Register a face detector factory under ``name`` for this process."""
+    _detectors.register(name, factory, overwrite=overwrite)
+
+
+def register_classifier(
+    name: str, factory: Callable[..., Any], *, overwrite: bool = False
+) -> None:
+    """Register an emotion classifier factory under ``name`` for this process."""
+    _classifiers.register(name, factory, overwrite=overwrite)
+
+
+def list_detectors() -> list[str]:
+    """Names of all available detectors (built-in, entry points, registered)."""
+    return _detectors.names()
+
+
+def list_classifiers() -> list[str]:
+    """Names of all available classifiers (built-in, entry points, registered)."""
+    return _classifiers.names()
+
+
+def create_detector(name: str, **kwargs: Any) -> Any:
+    """Create the detector registered as ``name``; ``kwargs`` go to its factory."""
+    return _detectors.create(name, **kwargs)
+
+
+def create_classifier(name: str, **kwargs: Any) -> Any:
+    """Create the classifier registered as ``name``; ``kwargs`` go to its factory."""
+    return _classifiers.create(name, **kwargs)
