@@ -123,6 +123,10 @@ def _resolve_detector(detector: str | Any) -> Any:
 
 
 def _resolve_classifier(classifier: str | Path | Any) -> Any:
+    if isinstance(classifier, str) and classifier.startswith("hf://"):
+        from .hub import load_hub_classifier
+
+        return load_hub_classifier(classifier)
     if isinstance(classifier, Path) or (
         isinstance(classifier, str) and classifier not in _classifiers
     ):
