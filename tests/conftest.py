@@ -54,3 +54,71 @@ def fer_rows() -> list[tuple[int, np.ndarray, str]]:
             if len(rows) == 600:
                 break
     return rows
+
+
+def save_model_dir(directory: Path, model, labels, **config) -> Path:
+    """Save a Keras ``model`` as an emotionkit model directory (model.keras + config.json)."""
+    from emotionkit.classifiers import ModelConfig
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / "model.keras")
+    ModelConfig(labels=tuple(labels), input_size=tuple(model.input_shape[1:3]),
+                channels=model.input_shape[3], **config).write(directory)
+    return directory
+
+
+def small_cnn(num_classes: int, input_shape=(48, 48, 1), seed: int = 0):
+    """A small real Keras CNN (softmax output), built the same way in every test."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def fer7_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained 7-class FER-shaped model directory (for I/O and CLI behaviour)."""
+    from emotionkit import FER_LABELS
+
+    return save_model_dir(tmp_path_factory.mktemp("fer7"), small_cnn(7), FER_LABELS)
+
+
+@pytest.fixture(scope="session")
+def brightness_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray
+) -> Path:
+    """A model trained here on real face crops to tell 'bright' from 'dark' faces.
+
+    Trained on the astronaut's face (box found by MediaPipe, cropped, jittered, brightened
+    or darkened). It lets tests check that the recognizer crops the face and preprocesses
+    it the way the model expects, end to end, with a real trained model file.
+    """
+    import cv2
+    import keras
+
+    rng = np.random.default_rng(0)
+    face = astronaut_bgr[82:178, 177:273]
+    xs, ys = [], []
+    for i in range(400):
+        label = i % 2
+        dx, dy = rng.integers(-8, 9, size=2)
+        crop = astronaut_bgr[max(0, 82 + dy):178 + dy, max(0, 177 + dx):273 + dx]
+        gain = rng.uniform(1.4, 1.8) if label == 0 else rng.uniform(0.35, 0.6)
+        crop = np.clip(crop.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        gray = cv2.cvtColor(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA),
+                            cv2.COLOR_BGR2GRAY)
+        xs.append(gray[:, :, None])
+        ys.append(label)
+    assert face.shape[:2] == (96, 96)
+    x = np.stack(xs).astype(np.float32) / 255.0
+    y = np.array(ys)
+    model = small_cnn(2, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0)
+    return save_model_dir(tmp_path_factory.mktemp("bright"), model, ("bright", "dark"))

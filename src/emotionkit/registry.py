@@ -39,6 +39,7 @@ _BUILTIN_DETECTORS = {
 }
 _BUILTIN_CLASSIFIERS = {
     "fer-cnn": "emotionkit.classifiers.bundled:load_fer_cnn",
+    "vgg19-3emo": "emotionkit.hub:load_vgg19_3emo",
 }
 
 

@@ -18,6 +18,7 @@ __all__ = ["main"]
 # name -> "module:command" (relative to this package); loaded on first use.
 _COMMANDS = {
     "detect": ".detect:detect",
+    "models": ".models:models",
 }
 
 
@@ -49,6 +50,7 @@ class _LazyGroup(click.Group):
 # Short help shown by ``emotionkit --help`` without importing each command's module.
 _SHORT_HELP = {
     "detect": "Find faces in images and classify their emotions.",
+    "models": "List, download, inspect and publish hub models.",
 }
 
 

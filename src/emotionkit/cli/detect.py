@@ -46,14 +46,14 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
 
     rec = run_or_fail(EmotionRecognizer, detector=detector, classifier=classifier, exit_code=2)
     writer = _Writer(fmt, rec.labels)
-    failures = 0
-    for chunk in _chunks(_expand(inputs), _CHUNK):
+    problems: list[str] = []
+    for chunk in _chunks(_expand(inputs, problems), _CHUNK):
         loaded = []
         for path, root in chunk:
             try:
                 loaded.append((path, root, _load(path)))
             except EmotionKitError as exc:
-                failures += 1
+                problems.append(str(exc))
                 report(str(exc))
                 writer.error(path, str(exc))
         if not loaded:
@@ -64,7 +64,7 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
             if annotate_dir is not None:
                 _write_annotated(annotate_dir, path, root, image, faces)
     writer.close()
-    if failures:
+    if problems:
         sys.exit(1)
 
 
@@ -74,8 +74,10 @@ def _load(path: Path) -> Any:
     return load_image(path)
 
 
-def _expand(inputs: tuple[Path, ...]) -> Iterator[tuple[Path, Path | None]]:
-    """Each input file, and the image files under each input directory, with that root."""
+def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Path, Path | None]]:
+    """Each input file, and the image files under each input directory, with that root.
+
+    A directory without image files is reported and added to ``problems``."""
     for item in inputs:
         if item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -85,7 +87,8 @@ def _expand(inputs: tuple[Path, ...]) -> Iterator[tuple[Path, Path | None]]:
                 click.echo(f"note: {item}: skipped {skipped} file(s) without an image extension",
                            err=True)
             if not images:
-                report(f"{item}: directory holds no image files")
+                problems.append(f"{item}: directory holds no image files")
+                report(problems[-1])
             for p in images:
                 yield p, item
         else:

@@ -49,7 +49,14 @@ class HaarDetector:
                 "this OpenCV build has no CascadeClassifier; install opencv-contrib-python "
                 "(and uninstall other OpenCV distributions)"
             )
-        self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if not self.cascade_path.is_file():
+            raise ModelLoadError(f"{self.cascade_path}: Haar cascade file not found")
+        try:
+            self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        except (cv2.error, SystemError) as exc:
+            raise ModelLoadError(
+                f"{self.cascade_path}: not a loadable Haar cascade XML file"
+            ) from exc
         if self._cascade.empty():
             raise ModelLoadError(f"{self.cascade_path}: not a loadable Haar cascade XML file")
 

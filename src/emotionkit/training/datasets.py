@@ -1,0 +1,499 @@
+"""Labelled face datasets for training and evaluation.
+
+Every dataset yields :class:`ImageData`: ``uint8`` pixels of shape ``(N, H, W, C)``
+produced by :func:`emotionkit.classifiers.preprocess.faces_to_pixels`, the same function
+inference uses (grayscale for ``C == 1``, ``color_order`` for ``C == 3``), integer targets
+and the label names. Two layouts are supported:
+
+* :class:`FolderDataset`: ``root/<split>/<label>/*.jpg`` or ``root/<label>/*.jpg``.
+* :class:`Fer2013Csv`: the Kaggle ``fer2013.csv`` (``emotion,pixels,Usage``), optionally
+  relabelled with FER+ majority votes from a row-aligned ``ferplus.csv``.
+
+Rows or files that cannot be used are skipped, counted and logged (logger
+``emotionkit.training``); a split without a single usable image raises
+:class:`DatasetError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classifiers.base import FER_LABELS
+from ..classifiers.preprocess import faces_to_pixels
+from ..errors import EmotionKitError, ImageLoadError
+from ..io import load_image
+
+__all__ = [
+    "FERPLUS_LABELS",
+    "DatasetError",
+    "Fer2013Csv",
+    "FolderDataset",
+    "ImageData",
+    "LabelledDataset",
+    "canonical_label",
+    "open_dataset",
+]
+
+log = logging.getLogger("emotionkit.training")
+
+FERPLUS_LABELS: tuple[str, ...] = (*FER_LABELS, "contempt")
+"""FER+ majority-vote labels: the seven FER2013 labels (same order) plus ``contempt``."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+
+_SYNONYMS = {
+    "anger": "angry", "angry": "angry", "mad": "angry",
+    "disgust": "disgust", "disgusted": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
+    "happy": "happy", "happiness": "happy", "joy": "happy",
+    "sad": "sad", "sadness": "sad",
+    "surprise": "surprise", "surprised": "surprise",
+    "neutral": "neutral",
+    "contempt": "contempt",
+}
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
+_MAX_LOGGED_SKIPS = 10
+
+
+class DatasetError(EmotionKitError, ValueError):
+    """A dataset is missing, malformed, or has no usable images."""
+
+
+def canonical_label(name: str) -> str | None:
+    """The canonical emotion name for a folder or column name (case-insensitive,
+    common synonyms such as ``Happiness`` -> ``happy``), or ``None`` if it is not one."""
+    return _SYNONYMS.get(name.strip().lower())
+
+
+@dataclass
+class ImageData:
+    """One split of a dataset, ready for a model.
+
+    Attributes:
+        pixels: ``uint8`` ``(N, H, W, C)``; 1 channel = gray, 3 = ``color_order``.
+        targets: ``int64`` ``(N,)`` indices into ``labels``.
+        labels: label names, in target-index order.
+        name: a human-readable description (path and split).
+        skipped: number of rows/files left out because they were unusable.
+    """
+
+    pixels: np.ndarray
+    targets: np.ndarray
+    labels: tuple[str, ...]
+    name: str = ""
+    skipped: int = 0
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(len(self.targets))
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per label, ``(len(labels),)``."""
+        return np.bincount(self.targets, minlength=len(self.labels))
+
+    def fingerprint(self) -> str:
+        """``sha256:<hex>`` over labels, targets and pixels: equal data, equal fingerprint."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update("\n".join(self.labels).encode("utf-8"))
+            h.update(str(self.pixels.shape).encode("ascii"))
+            h.update(np.ascontiguousarray(self.targets, dtype="<i8").tobytes())
+            h.update(np.ascontiguousarray(self.pixels).tobytes())
+            self._fingerprint = "sha256:" + h.hexdigest()
+        return self._fingerprint
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> ImageData:
+        """The images at ``index`` (a new :class:`ImageData`)."""
+        index = np.asarray(index)
+        return ImageData(self.pixels[index], self.targets[index], self.labels, self.name)
+
+
+class LabelledDataset:
+    """Base class: a dataset with named splits, loaded as :class:`ImageData`.
+
+    Args:
+        input_size: ``(height, width)`` in pixels of the output images.
+        channels: 1 (grayscale) or 3 (colour in ``color_order``).
+        color_order: ``"rgb"`` or ``"bgr"``, for 3 channels.
+    """
+
+    train_split = "train"
+    val_split = "val"
+    test_split = "test"
+
+    def __init__(
+        self, input_size: tuple[int, int] = (48, 48), channels: int = 1, color_order: str = "rgb"
+    ) -> None:
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.channels = int(channels)
+        self.color_order = color_order
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Names of the splits this dataset has."""
+        raise NotImplementedError
+
+    def load(self, split: str) -> ImageData:
+        """Load ``split`` (a name from :attr:`splits`, or ``train``/``val``/``test``)."""
+        raise NotImplementedError
+
+    def _to_pixels(self, faces: Sequence[np.ndarray]) -> np.ndarray:
+        return faces_to_pixels(faces, self.input_size, self.channels, self.color_order)
+
+
+class FolderDataset(LabelledDataset):
+    """Images in label-named folders.
+
+    Layouts (folder names are matched case-insensitively)::
+
+        root/train/<label>/*.jpg   root/val/<label>/...   root/test/<label>/...
+        root/<label>/*.jpg          (validation split carved out with val_fraction)
+
+    Split folder names: ``train``/``training``, ``val``/``valid``/``validation``/``dev``,
+    ``test``. Without a validation folder, ``val_fraction`` of every label's training
+    images (chosen with ``seed``, stratified) form the ``val`` split.
+
+    Label folders whose names are emotions (``Happy``, ``happiness``, ``ANGER`` ...) map to
+    the canonical names of :data:`~emotionkit.classifiers.FER_LABELS` and keep that order;
+    any other set of names is a custom label set, sorted by name. Pass ``labels`` to fix
+    the label set and order; folders not in it are skipped (logged).
+
+    Images of any size and colour are decoded with :func:`emotionkit.load_image` and
+    converted/resized like inference does. Unreadable files are skipped and counted.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        labels: Sequence[str] | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        input_size: tuple[int, int] = (48, 48),
+        channels: int = 1,
+        color_order: str = "rgb",
+    ) -> None:
+        super().__init__(input_size, channels, color_order)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: no such dataset folder")
+        if not 0.0 <= val_fraction < 1.0:
+            raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.val_fraction = float(val_fraction)
+        self.seed = int(seed)
+        split_dirs = {
+            _SPLIT_ALIASES[d.name.lower()]: d
+            for d in sorted(self.root.iterdir())
+            if d.is_dir() and d.name.lower() in _SPLIT_ALIASES
+        }
+        self._split_dirs = split_dirs or {"train": self.root}
+        folder_names = sorted(
+            {d.name for split_dir in self._split_dirs.values() for d in _subdirs(split_dir)}
+        )
+        if not folder_names:
+            raise DatasetError(
+                f"{self.root}: no label folders found; expected root/<label>/*.jpg or "
+                "root/<split>/<label>/*.jpg"
+            )
+        self.labels = self._resolve_labels(folder_names, labels)
+        self._files = self._list_files()
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in ("train", "val", "test") if self._files.get(s))
+
+    def load(self, split: str) -> ImageData:
+        key = _SPLIT_ALIASES.get(split.lower())
+        if key is None or not self._files.get(key):
+            raise DatasetError(
+                f"{self.root}: no split {split!r}; available: {', '.join(self.splits) or 'none'}"
+            )
+        faces: list[np.ndarray] = []
+        targets: list[int] = []
+        skipped = 0
+        for path, target in self._files[key]:
+            try:
+                faces.append(load_image(path))
+            except ImageLoadError as exc:
+                skipped += 1
+                if skipped <= _MAX_LOGGED_SKIPS:
+                    log.warning("skipped unreadable image: %s", exc)
+                continue
+            targets.append(target)
+        name = f"{self.root} [{key}]"
+        _log_summary(name, len(targets), skipped)
+        if not targets:
+            raise DatasetError(f"{name}: no usable images ({skipped} unreadable files)")
+        return ImageData(
+            self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
+            skipped,
+        )
+
+    def _resolve_labels(
+        self, folder_names: list[str], labels: Sequence[str] | None
+    ) -> tuple[str, ...]:
+        if labels is not None:
+            given = tuple(str(label) for label in labels)
+            if len(set(given)) != len(given) or not given:
+                raise DatasetError(f"labels must be unique and non-empty, got {given}")
+            return given
+        canonical = [canonical_label(n) for n in folder_names]
+        if all(canonical):
+            present = set(canonical)
+            return tuple(label for label in FERPLUS_LABELS if label in present)
+        return tuple(folder_names)
+
+    def _label_index(self, folder: str) -> int | None:
+        for i, label in enumerate(self.labels):
+            if folder == label or folder.lower() == label.lower():
+                return i
+        canonical = canonical_label(folder)
+        if canonical is not None and canonical in self.labels:
+            return self.labels.index(canonical)
+        return None
+
+    def _list_files(self) -> dict[str, list[tuple[Path, int]]]:
+        files: dict[str, list[tuple[Path, int]]] = {}
+        for split, split_dir in self._split_dirs.items():
+            entries: list[tuple[Path, int]] = []
+            for folder in _subdirs(split_dir):
+                index = self._label_index(folder.name)
+                if index is None:
+                    log.warning("skipped folder %s: not one of the labels %s", folder,
+                                list(self.labels))
+                    continue
+                entries += [
+                    (p, index) for p in sorted(folder.rglob("*"))
+                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                ]
+            files[split] = entries
+        if "val" not in files and self.val_fraction > 0 and files.get("train"):
+            files["train"], files["val"] = _stratified_split(
+                files["train"], self.val_fraction, self.seed
+            )
+        return files
+
+
+class Fer2013Csv(LabelledDataset):
+    """The Kaggle FER2013 CSV (``emotion,pixels,Usage``), plain or gzip-compressed.
+
+    Splits are the ``Usage`` values ``Training``, ``PublicTest`` (validation) and
+    ``PrivateTest`` (test); ``train``/``val``/``test`` are accepted as aliases. Labels are
+    :data:`~emotionkit.classifiers.FER_LABELS` (codes 0..6).
+
+    With ``ferplus`` (a row-aligned ``ferplus.csv``, plain or ``.gz``), targets become the
+    FER+ majority vote over :data:`FERPLUS_LABELS`; rows whose top vote is ``unknown`` or
+    ``NF`` (not a face), or is tied between emotions, are skipped.
+
+    Rows with a bad label code, a pixel count other than 48x48, non-numeric pixels or an
+    unknown ``Usage`` are skipped and counted. ``limit`` reads only the first rows (quick
+    experiments).
+    """
+
+    train_split = "Training"
+    val_split = "PublicTest"
+    test_split = "PrivateTest"
+    _ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    _FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust",
+                        "fear", "contempt")
+    _SIDE = 48
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        ferplus: str | Path | None = None,
+        limit: int | None = None,
+        input_size: tuple[int, int] = (48, 48),
+        channels: int = 1,
+        color_order: str = "rgb",
+    ) -> None:
+        super().__init__(input_size, channels, color_order)
+        self.path = Path(path)
+        self.ferplus = Path(ferplus) if ferplus is not None else None
+        self.limit = limit
+        self.labels = FERPLUS_LABELS if self.ferplus is not None else FER_LABELS
+        self._rows: dict[str, tuple[list[np.ndarray], list[int]]] | None = None
+        self.skipped = 0
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.train_split, self.val_split, self.test_split)
+                     if self._parse().get(s))
+
+    def load(self, split: str) -> ImageData:
+        key = self._ALIASES.get(split.lower(), split)
+        rows = self._parse()
+        name = f"{self.path} [{key}]"
+        if key not in rows or not rows[key][0]:
+            raise DatasetError(
+                f"{name}: no usable rows for split {split!r}; available: "
+                f"{', '.join(self.splits) or 'none'} ({self.skipped} rows skipped)"
+            )
+        faces, targets = rows[key]
+        return ImageData(
+            self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
+            self.skipped,
+        )
+
+    def _parse(self) -> dict[str, tuple[list[np.ndarray], list[int]]]:
+        if self._rows is not None:
+            return self._rows
+        rows: dict[str, tuple[list[np.ndarray], list[int]]] = {
+            s: ([], []) for s in (self.train_split, self.val_split, self.test_split)
+        }
+        votes = self._ferplus_votes()
+        skipped = 0
+        for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
+            if self.limit is not None and i >= self.limit:
+                break
+            reason, image, target = self._parse_row(record, votes, i)
+            if reason is not None or image is None:
+                skipped += 1
+                if skipped <= _MAX_LOGGED_SKIPS:
+                    log.warning("%s: skipped row %d: %s", self.path, i + 2, reason)
+                continue
+            faces, targets = rows[record["Usage"].strip()]
+            faces.append(image)
+            targets.append(target)
+        if votes is not None and self.limit is None and i + 1 != len(votes):
+            raise DatasetError(
+                f"{self.ferplus}: has {len(votes)} rows but {self.path} has {i + 1}; "
+                "the FER+ file must be row-aligned with the FER2013 csv"
+            )
+        self.skipped = skipped
+        total = sum(len(t) for _, t in rows.values())
+        _log_summary(str(self.path), total, skipped)
+        if total == 0:
+            raise DatasetError(f"{self.path}: no usable rows ({skipped} skipped)")
+        self._rows = rows
+        return rows
+
+    def _parse_row(
+        self, record: dict[str, str], votes: list[np.ndarray | None] | None, i: int
+    ) -> tuple[str | None, np.ndarray | None, int]:
+        usage = (record.get("Usage") or "").strip()
+        if usage not in (self.train_split, self.val_split, self.test_split):
+            return f"unknown Usage {usage!r}", None, -1
+        try:
+            values = np.array((record.get("pixels") or "").split(), dtype=np.int64)
+        except ValueError:
+            return "non-numeric pixels", None, -1
+        if values.size != self._SIDE * self._SIDE or values.min() < 0 or values.max() > 255:
+            return f"{values.size} pixel values, expected {self._SIDE * self._SIDE} in 0..255", \
+                None, -1
+        image = values.astype(np.uint8).reshape(self._SIDE, self._SIDE)
+        if votes is not None:
+            if i >= len(votes) or votes[i] is None:
+                return "no FER+ votes for this row", None, -1
+            row_votes = votes[i]
+            assert row_votes is not None
+            top = int(row_votes.max())
+            if top == 0 or int((row_votes[:8] == top).sum()) != 1 or row_votes[:8].max() < top:
+                return "no FER+ majority emotion (tie, unknown or not a face)", None, -1
+            column = self._FERPLUS_COLUMNS[int(np.argmax(row_votes[:8]))]
+            label = canonical_label(column)
+            assert label is not None
+            return None, image, FERPLUS_LABELS.index(label)
+        try:
+            code = int((record.get("emotion") or "").strip())
+        except ValueError:
+            return f"label {record.get('emotion')!r} is not an integer", None, -1
+        if not 0 <= code < len(FER_LABELS):
+            return f"label code {code} outside 0..{len(FER_LABELS) - 1}", None, -1
+        return None, image, code
+
+    def _ferplus_votes(self) -> list[np.ndarray | None] | None:
+        """Per row: votes ``(10,)`` over the 8 emotions, ``unknown``, ``NF``, or None."""
+        if self.ferplus is None:
+            return None
+        columns = (*self._FERPLUS_COLUMNS, "unknown", "NF")
+        votes: list[np.ndarray | None] = []
+        for record in _read_csv(self.ferplus, columns):
+            try:
+                votes.append(np.array([int(float(record[c] or 0)) for c in columns]))
+            except ValueError:
+                votes.append(None)
+        return votes
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    ferplus: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    input_size: tuple[int, int] = (48, 48),
+    channels: int = 1,
+    color_order: str = "rgb",
+) -> LabelledDataset:
+    """A :class:`Fer2013Csv` for a ``.csv``/``.csv.gz`` file, else a :class:`FolderDataset`."""
+    path = Path(path)
+    if path.is_file() and (path.name.lower().endswith((".csv", ".csv.gz"))):
+        return Fer2013Csv(path, ferplus=ferplus, input_size=input_size, channels=channels,
+                          color_order=color_order)
+    if path.is_dir():
+        return FolderDataset(path, labels=labels, val_fraction=val_fraction, seed=seed,
+                             input_size=input_size, channels=channels, color_order=color_order)
+    raise DatasetError(
+        f"{path}: not a dataset; expected a folder of label folders or a FER2013 .csv(.gz)"
+    )
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _stratified_split(
+    entries: list[tuple[Path, int]], fraction: float, seed: int
+) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    rng = np.random.default_rng(seed)
+    train: list[tuple[Path, int]] = []
+    val: list[tuple[Path, int]] = []
+    for target in sorted({t for _, t in entries}):
+        group = [e for e in entries if e[1] == target]
+        order = rng.permutation(len(group))
+        n_val = round(len(group) * fraction) if len(group) > 1 else 0
+        val += [group[i] for i in order[:n_val]]
+        train += [group[i] for i in order[n_val:]]
+    return train, val
+
+
+def _read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such CSV file")
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as raw:
+            reader = csv.DictReader(raw)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing CSV column(s) {', '.join(missing)}; "
+                    f"found {', '.join(reader.fieldnames or []) or 'no header'}"
+                )
+            yield from reader
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, io.UnsupportedOperation) as exc:
+        raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
+
+
+def _log_summary(name: str, used: int, skipped: int) -> None:
+    if skipped:
+        log.warning("%s: %d images used, %d skipped (see warnings above)", name, used, skipped)
+    else:
+        log.info("%s: %d images", name, used)

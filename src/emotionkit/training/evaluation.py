@@ -1,0 +1,238 @@
+"""Classification metrics (numpy only) and their text/PNG rendering.
+
+:func:`evaluate_predictions` turns true and predicted label indices into an
+:class:`EvaluationReport`: accuracy, macro-F1, per-class precision/recall/F1/support and
+the confusion matrix (rows = true label, columns = predicted label).
+:func:`evaluate_classifier` runs a classifier over an :class:`~.datasets.ImageData`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets import DatasetError, ImageData
+
+__all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions"]
+
+log = logging.getLogger("emotionkit.training")
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of one evaluation.
+
+    Attributes:
+        labels: class names, in the order of the confusion matrix.
+        confusion: ``int64`` ``(K, K)``; ``confusion[i, j]`` = images of true label ``i``
+            predicted as ``j``.
+        name: what was evaluated (dataset and split).
+    """
+
+    labels: tuple[str, ...]
+    confusion: np.ndarray
+    name: str = ""
+
+    @property
+    def n(self) -> int:
+        """Number of evaluated images."""
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(self.n, 1))
+
+    @property
+    def support(self) -> np.ndarray:
+        return self.confusion.sum(axis=1)
+
+    @property
+    def precision(self) -> np.ndarray:
+        return _safe_div(np.diag(self.confusion), self.confusion.sum(axis=0))
+
+    @property
+    def recall(self) -> np.ndarray:
+        return _safe_div(np.diag(self.confusion), self.support)
+
+    @property
+    def f1(self) -> np.ndarray:
+        p, r = self.precision, self.recall
+        return _safe_div(2 * p * r, p + r)
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes that occur in the data (support > 0)."""
+        present = self.support > 0
+        return float(self.f1[present].mean()) if present.any() else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready metrics."""
+        return {
+            "name": self.name,
+            "n": self.n,
+            "accuracy": round(self.accuracy, 6),
+            "macro_f1": round(self.macro_f1, 6),
+            "per_class": {
+                label: {
+                    "precision": round(float(self.precision[i]), 6),
+                    "recall": round(float(self.recall[i]), 6),
+                    "f1": round(float(self.f1[i]), 6),
+                    "support": int(self.support[i]),
+                }
+                for i, label in enumerate(self.labels)
+            },
+            "labels": list(self.labels),
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self) -> str:
+        """A plain-text report: summary, per-class table and confusion matrix."""
+        width = max(9, *(len(label) for label in self.labels))
+        lines = [
+            f"{self.name}: {self.n} images" if self.name else f"{self.n} images",
+            f"accuracy  {self.accuracy:.4f}",
+            f"macro-F1  {self.macro_f1:.4f}",
+            "",
+            f"{'label':<{width}}  precision  recall     f1  support",
+        ]
+        for i, label in enumerate(self.labels):
+            lines.append(
+                f"{label:<{width}}  {self.precision[i]:9.4f}  {self.recall[i]:6.4f}  "
+                f"{self.f1[i]:.4f}  {int(self.support[i]):7d}"
+            )
+        cell = max(6, len(str(int(self.confusion.max(initial=0)))) + 1)
+        lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+        lines.append(" " * width + "".join(f"{label[:cell - 1]:>{cell}}" for label in self.labels))
+        for i, label in enumerate(self.labels):
+            lines.append(f"{label:<{width}}" + "".join(f"{v:>{cell}d}" for v in self.confusion[i]))
+        return "\n".join(lines)
+
+    def save_confusion_png(self, path: str | Path, normalize: bool = True) -> Path:
+        """Write the confusion matrix as a PNG (row-normalised colours, counts in cells)."""
+        plt = _pyplot()
+        path = Path(path)
+        counts = self.confusion
+        shown = _safe_div(counts, counts.sum(axis=1, keepdims=True)) if normalize else counts
+        k = len(self.labels)
+        fig, ax = plt.subplots(figsize=(1.0 + 0.8 * k, 0.8 + 0.7 * k), dpi=100)
+        try:
+            ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+            ax.set_xticks(range(k), self.labels, rotation=45, ha="right")
+            ax.set_yticks(range(k), self.labels)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            ax.set_title(f"accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}")
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if shown[i, j] > 0.5 * shown.max() else "black")
+            fig.tight_layout()
+            fig.savefig(path)
+        finally:
+            plt.close(fig)
+        return path
+
+
+def evaluate_predictions(
+    y_true: np.ndarray | Sequence[int],
+    y_pred: np.ndarray | Sequence[int],
+    labels: Sequence[str],
+    name: str = "",
+) -> EvaluationReport:
+    """Metrics for integer label indices ``y_true`` and ``y_pred`` (both into ``labels``)."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    k = len(labels)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
+    if t.size and (t.min() < 0 or p.min() < 0 or t.max() >= k or p.max() >= k):
+        raise ValueError(f"label indices must be in 0..{k - 1}")
+    confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    return EvaluationReport(tuple(labels), confusion, name)
+
+
+def evaluate_classifier(
+    classifier: Any, data: ImageData, tta: bool = False, batch_size: int = 256
+) -> EvaluationReport:
+    """Classify every image of ``data`` and compare with its targets.
+
+    ``data`` must already have the classifier's input size and channels (load it with the
+    classifier's config). Labels are matched by name: images whose label the classifier
+    does not know are left out (logged); the report uses the classifier's labels.
+    Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
+    through ``predict`` (without ``tta``).
+    """
+    model_labels = tuple(classifier.labels)
+    mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])
+    y_true = mapping[data.targets]
+    keep = y_true >= 0
+    if not keep.any():
+        raise DatasetError(
+            f"{data.name}: none of the dataset labels {list(data.labels)} is a label of the "
+            f"classifier {list(model_labels)}"
+        )
+    if not keep.all():
+        unknown = sorted({data.labels[t] for t in data.targets[~keep]})
+        log.warning("%s: left out %d images with labels the classifier lacks: %s",
+                    data.name, int((~keep).sum()), ", ".join(unknown))
+    pixels = data.pixels[keep]
+    preds = []
+    for i in range(0, len(pixels), batch_size):
+        chunk = pixels[i : i + batch_size]
+        if hasattr(classifier, "predict_pixels"):
+            probs = classifier.predict_pixels(chunk, tta=tta)
+        else:
+            probs = classifier.predict(list(_pixels_to_bgr(chunk)))
+        preds.append(np.asarray(probs).argmax(axis=1))
+    y_pred = np.concatenate(preds)
+    return evaluate_predictions(y_true[keep], y_pred, model_labels, data.name)
+
+
+def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
+    """Plot loss and accuracy per epoch (train and validation) to a PNG."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    try:
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                if history.get(key):
+                    epochs = range(1, len(history[key]) + 1)
+                    ax.plot(epochs, history[key], style, label=key)
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _pixels_to_bgr(pixels: np.ndarray) -> np.ndarray:
+    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,0 +1,139 @@
+"""The ``emotionkit`` command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def run(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
+                          text=True, env=env, check=check)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray) -> Path:
+    """A folder with two face photos, a photo without a face and a non-image file."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    cv2.imwrite(str(root / "astronaut.jpg"), astronaut_bgr)
+    (root / "sub").mkdir()
+    cv2.imwrite(str(root / "sub" / "dark.png"), (astronaut_bgr * 0.5).astype(np.uint8))
+    cv2.imwrite(str(root / "coffee.png"), np.ascontiguousarray(data.coffee()[:, :, ::-1]))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_help_is_fast_and_does_not_import_tensorflow() -> None:
+    code = ("import sys; from click.testing import CliRunner; from emotionkit.cli import main;"
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output;"
+            "assert 'detect' in r.output;"
+            "r = CliRunner().invoke(main, ['detect', '--help']); assert r.exit_code == 0;"
+            "assert '--annotate' in r.output;"
+            "print('tensorflow' in sys.modules, 'mediapipe' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_table_output(photos: Path, brightness_model_dir: Path) -> None:
+    res = run("detect", str(photos / "astronaut.jpg"), "-c", str(brightness_model_dir))
+    assert res.returncode == 0, res.stderr
+    assert "astronaut.jpg: face 0 at" in res.stdout and "bright" in res.stdout
+    assert res.stderr == ""
+
+
+def test_json_output_over_a_directory(photos: Path, brightness_model_dir: Path) -> None:
+    res = run("detect", str(photos), "-c", str(brightness_model_dir), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    results = {Path(r["path"]).name: r for r in json.loads(res.stdout)}
+    assert set(results) == {"astronaut.jpg", "dark.png", "coffee.png"}
+    assert results["coffee.png"]["faces"] == []
+    assert results["dark.png"]["faces"][0]["top_emotion"] == "dark"
+    assert all(r["error"] is None for r in results.values())
+    assert "skipped 1 file" in res.stderr
+
+
+def test_csv_output_has_a_row_per_face(photos: Path, brightness_model_dir: Path) -> None:
+    res = run("detect", str(photos / "astronaut.jpg"), str(photos / "sub" / "dark.png"),
+              "-c", str(brightness_model_dir), "--format", "csv", "--detector", "haar")
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["astronaut.jpg", "dark.png"]
+    assert rows[0]["top_emotion"] == "bright" and rows[0]["score"] == ""
+    assert float(rows[0]["bright"]) + float(rows[0]["dark"]) == pytest.approx(1, abs=1e-3)
+
+
+def test_annotate_writes_copies(photos: Path, brightness_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "annotated"
+    res = run("detect", str(photos), "-c", str(brightness_model_dir), "--annotate", str(out))
+    assert res.returncode == 0, res.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["astronaut.jpg", "coffee.png", "sub/dark.png"]
+    original = cv2.imread(str(photos / "sub" / "dark.png"))
+    annotated = cv2.imread(str(out / "sub" / "dark.png"))
+    assert annotated.shape == original.shape and not np.array_equal(annotated, original)
+
+
+def test_bad_files_are_reported_and_the_batch_continues(
+    photos: Path, brightness_model_dir: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    res = run("detect", str(tmp_path / "missing.jpg"), str(empty), str(photos / "notes.txt"),
+              str(photos / "astronaut.jpg"), "-c", str(brightness_model_dir), "--format", "json")
+    assert res.returncode == 1
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert "missing.jpg: no such file" in errors[0]
+    assert "empty.jpg: file is empty" in errors[1]
+    assert "notes.txt: not a readable image" in errors[2]
+    results = json.loads(res.stdout)
+    assert [r["error"] is None for r in results] == [False, False, False, True]
+    assert len(results[3]["faces"]) == 1
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--detector", "nope", "unknown detector 'nope'"),
+     ("--classifier", "nope", "unknown classifier 'nope'")],
+)
+def test_unknown_plugins_are_one_line_errors(photos: Path, brightness_model_dir: Path,
+                                             option: str, value: str, message: str) -> None:
+    args = ["detect", str(photos / "astronaut.jpg"), "-c", str(brightness_model_dir),
+            option, value]
+    res = run(*args)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and message in res.stderr
+    assert res.stdout == ""
+
+
+def test_invalid_model_file_is_a_one_line_error(photos: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.keras"
+    fake.write_text("nope")
+    res = run("detect", str(photos / "astronaut.jpg"), "-c", str(fake))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "fake.keras: not a loadable Keras model" in res.stderr
+
+
+def test_empty_directory_is_reported(tmp_path: Path, brightness_model_dir: Path) -> None:
+    res = run("detect", str(tmp_path), "-c", str(brightness_model_dir))
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"error: {tmp_path}: directory holds no image files"
+
+
+def test_version() -> None:
+    import emotionkit
+
+    assert run("--version", check=True).stdout.strip().endswith(emotionkit.__version__)

@@ -1,0 +1,107 @@
+"""Image loading: every supported input type gives the same BGR array."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotionkit import ImageLoadError, load_image
+
+
+def test_path_str_and_pathlib_load_bgr(tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut_bgr)
+    for src in (path, str(path)):
+        img = load_image(src)
+        assert img.dtype == np.uint8 and img.shape == (512, 512, 3)
+        np.testing.assert_array_equal(img, astronaut_bgr)
+
+
+def test_bytes_decode_to_same_pixels(astronaut_bgr: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", astronaut_bgr)
+    assert ok
+    np.testing.assert_array_equal(load_image(buf.tobytes()), astronaut_bgr)
+
+
+def test_pil_rgb_is_converted_to_bgr(astronaut_bgr: np.ndarray) -> None:
+    pil = Image.fromarray(astronaut_bgr[:, :, ::-1])
+    np.testing.assert_array_equal(load_image(pil), astronaut_bgr)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK"])
+def test_pil_other_modes_give_three_channels(astronaut_bgr: np.ndarray, mode: str) -> None:
+    pil = Image.fromarray(astronaut_bgr[:, :, ::-1]).convert(mode)
+    img = load_image(pil)
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8
+    if mode == "L":
+        assert np.array_equal(img[:, :, 0], img[:, :, 2])
+
+
+def test_grayscale_and_bgra_arrays(astronaut_bgr: np.ndarray) -> None:
+    gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    img = load_image(gray)
+    assert img.shape == (512, 512, 3)
+    assert np.array_equal(img[:, :, 1], gray)
+    bgra = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = 0
+    np.testing.assert_array_equal(load_image(bgra), astronaut_bgr)
+
+
+def test_float_array_in_unit_range(astronaut_bgr: np.ndarray) -> None:
+    img = load_image(astronaut_bgr.astype(np.float32) / 255.0)
+    assert np.abs(img.astype(int) - astronaut_bgr.astype(int)).max() <= 1
+
+
+def test_exif_orientation_is_honoured(tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    # A 512x256 landscape JPEG tagged "rotate 90 CW to display" must load as 256x512.
+    wide = Image.fromarray(astronaut_bgr[:256, :, ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    wide.save(path, exif=exif.tobytes())
+    img = load_image(path)
+    assert img.shape[:2] == (512, 256)
+    # The top row of the stored image becomes the right-hand column.
+    stored = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1]
+    np.testing.assert_allclose(img[:, -1].astype(int), stored[0].astype(int), atol=0)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_text("hello, not an image"), p)[1], "not a readable image"),
+        (lambda p: (p.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 40), p)[1], "not a readable image"),
+    ],
+    ids=["missing", "empty", "text", "truncated-jpeg"],
+)
+def test_bad_files_raise_one_line_error_naming_the_file(tmp_path: Path, make, message) -> None:
+    path = make(tmp_path / "bad.jpg")
+    with pytest.raises(ImageLoadError) as err:
+        load_image(path)
+    text = str(err.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_directory_and_unsupported_types_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ImageLoadError, match="directory"):
+        load_image(tmp_path)
+    with pytest.raises(ImageLoadError, match="unsupported"):
+        load_image(12345)  # type: ignore[arg-type]
+    with pytest.raises(ImageLoadError, match="shape"):
+        load_image(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageLoadError, match="empty"):
+        load_image(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_bytes_io_roundtrip_of_gif(astronaut_bgr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(astronaut_bgr[:, :, ::-1]).save(buf, format="GIF")
+    img = load_image(buf.getvalue())
+    assert img.shape == (512, 512, 3)
