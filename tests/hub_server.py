@@ -8,7 +8,7 @@ It holds repositories in memory and answers, like the real hub does:
   as ETag; large ("LFS") files answer ``302`` to a blob URL on another origin (the CDN)
   with ``X-Linked-Etag`` (their sha256) and ``X-Linked-Size``. Missing repos, revisions
   and files answer 404 with the ``X-Error-Code`` header the client maps to its errors.
-* ``POST /api/repos/create``, ``POST /api/models/{repo_id}/preupload/{revision}`` and
+* ``POST /api/repos/create``, ``POST /api/validate-yaml`` (model card front matter), ``POST /api/models/{repo_id}/preupload/{revision}`` and
   ``POST /api/models/{repo_id}/commit/{revision}`` (NDJSON commit with base64 files): what
   ``HfApi.create_repo`` and ``HfApi.upload_folder`` call. The preupload answer puts every
   file in "regular" mode, so no LFS/Xet storage protocol is needed.
@@ -24,7 +24,6 @@ import base64
 import hashlib
 import json
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +63,7 @@ class FakeHub:
         self.stall: dict[str, float] = {}  # path substring -> seconds to wait before answering
         self.tamper: set[str] = set()  # sha256 of blobs served with one byte changed
         self.auth: list[str | None] = []
+        self.cards: list[str] = []  # README.md contents sent to /api/validate-yaml
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
@@ -124,8 +124,8 @@ class FakeHub:
             self.hits[(method, path)] += 1
             self.auth.append(handler.headers.get("Authorization"))
         for fragment, seconds in self.stall.items():
-            if fragment in path:
-                time.sleep(seconds)
+            if fragment in path:  # not time.sleep: tests may patch it to skip client backoff
+                threading.Event().wait(seconds)
         for fragment, status in self.fail.items():
             if fragment in path:
                 return _send(handler, status, b"simulated failure", method=method)
@@ -133,6 +133,8 @@ class FakeHub:
             return self._blob(handler, path.rsplit("/", 1)[1], method)
         if method == "POST" and path == "/api/repos/create":
             return self._create_repo(handler)
+        if method == "POST" and path == "/api/validate-yaml":
+            return self._validate_yaml(handler)
         if method == "POST" and path.startswith("/api/models/"):
             return self._api_post(handler, path[len("/api/models/"):])
         if "/resolve/" in path and method in ("GET", "HEAD"):
@@ -183,6 +185,24 @@ class FakeHub:
             repo.private = payload.get("visibility") == "private" or bool(payload.get("private"))
         body = json.dumps({"url": f"{self.endpoint}/{repo_id}", "name": repo_id}).encode()
         _send(handler, 200, body, {"Content-Type": "application/json"})
+
+    def _validate_yaml(self, handler: BaseHTTPRequestHandler) -> None:
+        """Check a README.md's YAML front matter, as the hub does before a commit."""
+        import yaml
+
+        content = _read_json(handler)["content"]
+        errors = []
+        if content.startswith("---\n"):
+            try:
+                meta = yaml.safe_load(content[4:].split("\n---\n", 1)[0])
+                if not isinstance(meta, dict):
+                    errors.append({"message": "metadata must be a mapping"})
+            except yaml.YAMLError as exc:
+                errors.append({"message": f"invalid YAML: {exc}"})
+        self.cards.append(content)
+        _send(handler, 400 if errors else 200,
+              json.dumps({"errors": errors, "warnings": []}).encode(),
+              {"Content-Type": "application/json"})
 
     def _api_post(self, handler: BaseHTTPRequestHandler, rest: str) -> None:
         for action in ("/preupload/", "/commit/"):

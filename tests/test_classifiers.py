@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_model_dir, small_cnn
 
+from conftest import save_model_dir, small_cnn
 from emotionkit import FER_LABELS, ModelLoadError
 from emotionkit.classifiers import EmotionClassifier, ModelConfig, load_classifier
 

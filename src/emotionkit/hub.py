@@ -65,6 +65,12 @@ _CARD_NAME = "README.md"
 _HASH_CHUNK = 1 << 20
 
 
+def _check_repo_id(repo_id: str) -> None:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) for p in parts):
+        raise ValueError(f"invalid repository id {repo_id!r}")
+
+
 @dataclass(frozen=True)
 class HubModel:
     """A classifier published on the hub under a registered name.
@@ -203,12 +209,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if "@" in spec[len(SPEC_PREFIX):] and not revision:
         raise ModelLoadError(f"{spec!r}: empty revision after '@'")
     return repo_id, revision or None
-
-
-def _check_repo_id(repo_id: str) -> None:
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) for p in parts):
-        raise ValueError(f"invalid repository id {repo_id!r}")
 
 
 # -- settings read at call time -------------------------------------------------------------

@@ -13,7 +13,7 @@ __all__ = ["bundled_fer_cnn_dir", "load_fer_cnn"]
 
 def bundled_fer_cnn_dir() -> Path:
     """Directory of the bundled ``fer-cnn`` model (``config.json`` + model file)."""
-    return Path(str(resources.files("emotionkit").joinpath("data", "models", "fer-cnn")))
+    return Path(str(resources.files("emotionkit") / "data" / "models" / "fer-cnn"))
 
 
 def load_fer_cnn(**kwargs: Any) -> Any:

@@ -131,8 +131,9 @@ def _load_keras_model(model_path: Path) -> Any:
     if not model_path.is_file():
         raise ModelLoadError(f"{model_path}: model file not found")
     if model_path.suffix.lower() not in _MODEL_SUFFIXES:
+        expected = ", ".join(_MODEL_SUFFIXES)
         raise ModelLoadError(
-            f"{model_path}: unsupported model file type; expected one of {', '.join(_MODEL_SUFFIXES)}"
+            f"{model_path}: unsupported model file type; expected one of {expected}"
         )
     keras = _import_keras()
     try:

@@ -14,7 +14,10 @@ __all__ = ["faces_to_pixels", "pixels_to_input"]
 
 
 def faces_to_pixels(
-    faces: Sequence[np.ndarray], input_size: tuple[int, int], channels: int, color_order: str = "rgb"
+    faces: Sequence[np.ndarray],
+    input_size: tuple[int, int],
+    channels: int,
+    color_order: str = "rgb",
 ) -> np.ndarray:
     """Resize BGR (or grayscale) ``uint8`` crops to ``(N, H, W, channels)`` ``uint8``.
 

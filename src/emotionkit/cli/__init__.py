@@ -18,7 +18,9 @@ __all__ = ["main"]
 # name -> "module:command" (relative to this package); loaded on first use.
 _COMMANDS = {
     "detect": ".detect:detect",
+    "evaluate": ".evaluate:evaluate",
     "models": ".models:models",
+    "train": ".train:train",
 }
 
 
@@ -50,7 +52,9 @@ class _LazyGroup(click.Group):
 # Short help shown by ``emotionkit --help`` without importing each command's module.
 _SHORT_HELP = {
     "detect": "Find faces in images and classify their emotions.",
+    "evaluate": "Accuracy, macro-F1 and confusion matrix of a classifier on a dataset.",
     "models": "List, download, inspect and publish hub models.",
+    "train": "Train an emotion classifier on a folder dataset or a FER2013 csv.",
 }
 
 

@@ -13,19 +13,23 @@ __all__ = ["fail", "report", "run_or_fail"]
 
 
 class CLIError(click.ClickException):
-    """A one-line ``error: ...`` on stderr and a non-zero exit, no traceback."""
+    """A one-line ``error: ...`` on stderr and exit status 1, no traceback."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = 1
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+class CLIUsageError(CLIError):
+    """Like :class:`CLIError`, exit status 2: bad options, unknown names, unusable models."""
+
+    exit_code = 2
+
+
 def fail(message: str, exit_code: int = 1) -> NoReturn:
-    """Stop the command with ``error: message`` on stderr."""
-    raise CLIError(message, exit_code)
+    """Stop the command with ``error: message`` on stderr and ``exit_code`` (1 or 2)."""
+    raise (CLIUsageError if exit_code == 2 else CLIError)(message)
 
 
 def report(message: str) -> None:

@@ -26,4 +26,4 @@ class FaceDetector(Protocol):
 
 def bundled_model_path(filename: str) -> Path:
     """Path of a model file shipped in ``emotionkit/data/models``."""
-    return Path(str(resources.files("emotionkit").joinpath("data", "models", filename)))
+    return Path(str(resources.files("emotionkit") / "data" / "models" / filename))

@@ -8,6 +8,7 @@ nor the legacy ``solutions`` API. The short-range model is tuned for faces withi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -140,7 +141,5 @@ def _close_open_detectors() -> None:
 
 
 def _close_quietly(detector: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already closed or interpreter shutting down
         detector.close()
-    except Exception:  # already closed or interpreter shutting down
-        pass

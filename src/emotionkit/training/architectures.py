@@ -103,7 +103,7 @@ def _fer_cnn(
     num_classes: int,
     widths: tuple[int, ...] = (32, 64, 128, 256),
     convs_per_block: int | tuple[int, ...] = 2,
-    separable: bool = True,
+    separable: bool | int = True,
     stem_stride: int = 1,
     dropout: float = 0.3,
     head_dropout: float = 0.5,
@@ -113,8 +113,9 @@ def _fer_cnn(
     + dropout, then global average pooling and a softmax layer.
 
     The first block uses plain 3x3 convolutions (on a 1- or 3-channel input a depthwise
-    convolution saves nothing); later blocks use depthwise-separable convolutions when
-    ``separable`` is true, which cut the multiply-adds by ~8x at similar accuracy.
+    convolution saves nothing). ``separable=True`` makes the later blocks
+    depthwise-separable (~8x fewer multiply-adds); an int ``k`` makes blocks ``k, k+1, ...``
+    (0-based) separable; ``False`` keeps every block plain.
 
     ``convs_per_block`` is one count for every block or one count per block.
     """
@@ -131,7 +132,8 @@ def _fer_cnn(
         for c in range(convs_per_block[b]):
             stride = stem_stride if (b == 0 and c == 0) else 1
             conv_name = f"block{b + 1}_conv{c + 1}"
-            if separable and b > 0:
+            first_separable = 1 if separable is True else int(separable) or len(widths)
+            if b >= max(1, first_separable):
                 x = layers.SeparableConv2D(
                     width, 3, padding="same", use_bias=False, name=conv_name
                 )(x)

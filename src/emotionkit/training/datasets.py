@@ -99,7 +99,7 @@ class ImageData:
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return int(len(self.targets))
+        return len(self.targets)
 
     def class_counts(self) -> np.ndarray:
         """Number of images per label, ``(len(labels),)``."""

@@ -1,0 +1,137 @@
+"""Latency and throughput of emotionkit on this machine (``nox -s bench``).
+
+Prints one table:
+* ``rec.detect`` median and p90 latency on a 640x480 BGR frame holding one real face
+  (scikit-image's astronaut), for each built-in detector, classification included;
+* ``rec.classify`` faces/second at batch sizes 1 and 256;
+* where the ``fer`` package imports, its ``detect_emotions`` on the same frame and the
+  latency ratio.
+
+The classifier is ``--classifier`` (name or path), else the bundled ``fer-cnn``, else an
+untrained network of the ``fer-cnn`` architecture (same compute, so the same speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def frame_640x480() -> np.ndarray:
+    from skimage import data
+
+    face_photo = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+    frame = np.full((480, 640, 3), 90, dtype=np.uint8)
+    frame[40:440, 120:520] = face_photo[0:400, 40:440]
+    return frame
+
+
+def timings(fn: Callable[[], Any], runs: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def p90(values: list[float]) -> float:
+    return float(np.percentile(values, 90))
+
+
+def make_classifier(spec: str | None) -> tuple[Any, str]:
+    from emotionkit import ModelLoadError, create_classifier
+    from emotionkit.classifiers.keras_model import load_classifier
+
+    if spec:
+        from emotionkit.recognizer import _resolve_classifier
+
+        return _resolve_classifier(spec), spec
+    try:
+        return create_classifier("fer-cnn"), "fer-cnn (bundled)"
+    except ModelLoadError:
+        pass
+    import tempfile
+    from pathlib import Path
+
+    from emotionkit import FER_LABELS
+    from emotionkit.classifiers import ModelConfig
+    from emotionkit.training.architectures import build_model
+
+    model = build_model("fer-cnn", input_shape=(48, 48, 1), num_classes=7)
+    directory = Path(tempfile.mkdtemp())
+    model.save(directory / "model.keras")
+    ModelConfig(labels=FER_LABELS, architecture="fer-cnn").write(directory)
+    return load_classifier(directory), "fer-cnn architecture, untrained (stand-in)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--classifier", help="classifier name or path")
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+
+    from emotionkit import EmotionRecognizer, create_detector
+
+    frame = frame_640x480()
+    classifier, clf_name = make_classifier(args.classifier)
+    rows: list[tuple[str, str]] = []
+    detect_medians: dict[str, float] = {}
+    for name in ("mediapipe", "haar"):
+        rec = EmotionRecognizer(detector=create_detector(name), classifier=classifier)
+        assert len(rec.detect(frame)) == 1, f"{name} must find the one face"
+        t = timings(lambda rec=rec: rec.detect(frame), args.runs)
+        detect_medians[name] = statistics.median(t)
+        rows.append((f"rec.detect 640x480, 1 face, {name}",
+                     f"median {statistics.median(t) * 1e3:.2f} ms, p90 {p90(t) * 1e3:.2f} ms"))
+
+    rec = EmotionRecognizer(detector="none", classifier=classifier)
+    face = frame[122:218, 257:353]
+    for batch in (1, 256):
+        crops = [face] * batch
+        t = timings(lambda crops=crops: rec.classify(crops), max(20, args.runs // batch * 4))
+        med = statistics.median(t)
+        rows.append((f"rec.classify batch {batch}",
+                     f"{batch / med:,.0f} faces/s ({med * 1e3:.2f} ms per call)"))
+
+    rows.extend(fer_rows(frame, detect_medians.get("mediapipe"), args.runs))
+
+    print(f"\nemotionkit benchmark -- {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"classifier: {clf_name}\n")
+    width = max(len(k) for k, _ in rows)
+    print(f"| {'measure'.ljust(width)} | result |")
+    print(f"|{'-' * (width + 2)}|--------|")
+    for key, value in rows:
+        print(f"| {key.ljust(width)} | {value} |")
+
+
+def fer_rows(frame: np.ndarray, ours: float | None, runs: int) -> list[tuple[str, str]]:
+    try:
+        from fer import FER  # type: ignore[import-not-found]
+
+        detector = FER()
+        detector.detect_emotions(frame)
+    except Exception as exc:  # not installed, or broken with OpenCV 5 / no network
+        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        return [("fer package", f"not measured ({reason})")]
+    t = timings(lambda: detector.detect_emotions(frame), max(20, runs // 4))
+    med = statistics.median(t)
+    ratio = f", {med / ours:.1f}x emotionkit mediapipe" if ours else ""
+    return [("fer FER().detect_emotions 640x480",
+             f"median {med * 1e3:.2f} ms, p90 {p90(t) * 1e3:.2f} ms{ratio}")]
+
+
+if __name__ == "__main__":
+    main()

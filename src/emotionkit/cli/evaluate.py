@@ -1,0 +1,66 @@
+"""``emotionkit evaluate``: accuracy, macro-F1, per-class metrics and confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._common import fail, run_or_fail
+from .train import setup_logging
+
+__all__ = ["evaluate"]
+
+
+@click.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--classifier", "classifier_name", default="fer-cnn", show_default=True,
+              help="Registered classifier name, model directory or model file.")
+@click.option("--split", default=None,
+              help="Split to evaluate (FER2013: Training/PublicTest/PrivateTest; folders: "
+              "train/val/test). Default: test, else val, else train.")
+@click.option("--tta", is_flag=True, help="Average with horizontally flipped faces.")
+@click.option("--format", "fmt", default="text", show_default=True,
+              type=click.Choice(["text", "json"]))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write metrics.json and confusion_matrix.png here.")
+@click.option("--labels", default=None, help="Folder datasets: comma-separated labels.")
+@click.option("--ferplus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="FER2013 csv: evaluate against FER+ majority labels.")
+def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt: str,
+             out_dir: Path | None, labels: str | None, ferplus: Path | None) -> None:
+    """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
+    from ..recognizer import _resolve_classifier
+    from ..training.datasets import open_dataset
+    from ..training.evaluation import evaluate_classifier
+
+    setup_logging(quiet=fmt == "json")
+    classifier = run_or_fail(_resolve_classifier, classifier_name)
+    if tta and not hasattr(classifier, "predict_pixels"):
+        fail(f"classifier {classifier_name!r} does not support --tta")
+    config = getattr(classifier, "config", None)
+    options = {
+        "input_size": tuple(classifier.input_size),
+        "channels": getattr(config, "channels", 3),
+        "color_order": getattr(config, "color_order", "bgr"),
+    }
+    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
+                          val_fraction=0.0, **options)
+    if split is None:
+        available = run_or_fail(lambda: dataset.splits)
+        split = next((s for s in (dataset.test_split, dataset.val_split, dataset.train_split)
+                      if s in available), dataset.train_split)
+    images = run_or_fail(dataset.load, split)
+    report = run_or_fail(evaluate_classifier, classifier, images, tta=tta)
+    if fmt == "json":
+        click.echo(report.to_json())
+    else:
+        click.echo(report.to_text())
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        report.save_confusion_png(out_dir / "confusion_matrix.png")
+        click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}",
+                   err=True)

@@ -1,0 +1,89 @@
+"""``emotionkit train``: train a classifier on a folder dataset or a FER2013 csv."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ._common import fail, run_or_fail
+
+__all__ = ["setup_logging", "train"]
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """Send ``emotionkit.training`` log lines (progress, skipped rows) to stderr."""
+    logger = logging.getLogger("emotionkit.training")
+    if not any(getattr(h, "_emotionkit_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(click.get_text_stream("stderr"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler._emotionkit_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@click.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output model directory (model.keras, config.json, metrics, plots).")
+@click.option("--arch", default="fer-cnn", show_default=True, help="Architecture name.")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float,
+              help="Peak learning rate (warm-up, then cosine decay).")
+@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
+@click.option("--label-smoothing", default=0.1, show_default=True, type=float)
+@click.option("--class-weight", default="sqrt", show_default=True,
+              type=click.Choice(["none", "sqrt", "balanced"]),
+              help="Loss weight per class: 1/sqrt(frequency), 1/frequency or none.")
+@click.option("--no-augment", is_flag=True, help="Turn off data augmentation.")
+@click.option("--patience", default=12, show_default=True, type=click.IntRange(min=0),
+              help="Early stopping: epochs without validation gain (0 = off).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Folder datasets without a val/ folder: share of images for validation.")
+@click.option("--labels", default=None,
+              help="Folder datasets: comma-separated label set and order (default: folders).")
+@click.option("--ferplus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="FER2013 csv: train on FER+ majority labels from this row-aligned csv.")
+@click.option("--train-split", default=None, help="Split to train on (default: the "
+              "dataset's training split).")
+@click.option("--val-split", default=None, help="Split to select on (default: validation).")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train(data: Path, out_dir: Path, arch: str, epochs: int, batch_size: int,
+          learning_rate: float, weight_decay: float, label_smoothing: float, class_weight: str,
+          no_augment: bool, patience: int, seed: int, resume: bool, val_fraction: float,
+          labels: str | None, ferplus: Path | None, train_split: str | None,
+          val_split: str | None, quiet: bool) -> None:
+    """Train a classifier on DATA and write a model directory to --out.
+
+    DATA is a folder dataset (root/<label>/*.jpg or root/train|val|test/<label>/*.jpg) or
+    a FER2013 csv(.gz) (trains on Training, selects on PublicTest). A killed or stopped
+    run continues with the same command plus --resume.
+    """
+    from ..training.datasets import open_dataset
+    from ..training.trainer import Trainer
+
+    setup_logging(quiet)
+    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    trainer = run_or_fail(
+        Trainer, out_dir, arch, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        class_weight=class_weight, augment=not no_augment, patience=patience, seed=seed,
+        resume=resume, progress=not quiet,
+    )
+    if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
+        fail("--ferplus applies to a FER2013 csv only")
+    dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
+                          val_fraction=val_fraction, seed=seed, **trainer.data_options)
+    train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
+    val_data = run_or_fail(dataset.load, val_split or dataset.val_split)
+    click.echo(f"training {arch} on {len(train_data)} images, validating on {len(val_data)}; "
+               f"labels: {', '.join(train_data.labels)}", err=True)
+    metrics = run_or_fail(trainer.fit, train_data, val_data)
+    val = metrics["val"]
+    click.echo(f"{out_dir}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
+               f"val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}")

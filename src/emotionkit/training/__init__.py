@@ -1,0 +1,55 @@
+"""Training and evaluation: datasets, architectures, the :class:`Trainer` and metrics.
+
+Importing this package does not import Keras; building or training a model does.
+"""
+
+from __future__ import annotations
+
+from .architectures import (
+    Architecture,
+    build_model,
+    get_architecture,
+    list_architectures,
+    register_architecture,
+)
+from .datasets import (
+    FERPLUS_LABELS,
+    DatasetError,
+    Fer2013Csv,
+    FolderDataset,
+    ImageData,
+    LabelledDataset,
+    canonical_label,
+    open_dataset,
+)
+from .evaluation import EvaluationReport, evaluate_classifier, evaluate_predictions
+
+__all__ = [
+    "FERPLUS_LABELS",
+    "Architecture",
+    "DatasetError",
+    "EvaluationReport",
+    "Fer2013Csv",
+    "FolderDataset",
+    "ImageData",
+    "LabelledDataset",
+    "Trainer",
+    "TrainingError",
+    "build_model",
+    "canonical_label",
+    "evaluate_classifier",
+    "evaluate_predictions",
+    "get_architecture",
+    "list_architectures",
+    "open_dataset",
+    "register_architecture",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The trainer's callbacks subclass keras.callbacks.Callback: import it on first use.
+    if name in ("Trainer", "TrainingError"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(name)

@@ -1,0 +1,469 @@
+"""The :class:`Trainer`: fit an architecture on a dataset and write a model directory.
+
+The output directory holds everything ``load_classifier`` / ``EmotionRecognizer`` need
+plus the training record::
+
+    OUT/model.keras              best epoch (highest validation accuracy)
+    OUT/config.json              labels, preprocessing, architecture, training arguments,
+                                 library version, data fingerprints
+    OUT/metrics.json             validation report of the best model + history
+    OUT/history.csv              one row per epoch
+    OUT/history.png              loss/accuracy curves
+    OUT/confusion_matrix.png     validation confusion matrix
+    OUT/checkpoint/              last epoch's weights + optimizer state (for resume=True)
+
+A stopped or killed run continues from ``OUT/checkpoint`` with ``resume=True``
+(Keras ``BackupAndRestore``); the per-epoch history, best score and early-stopping
+counter are kept in ``OUT/checkpoint/state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..classifiers.config import CONFIG_NAME, ModelConfig
+from ..classifiers.preprocess import pixels_to_input
+from ..errors import EmotionKitError
+from .architectures import get_architecture
+from .datasets import ImageData
+from .evaluation import EvaluationReport, evaluate_classifier, save_history_png
+
+__all__ = ["CLASS_WEIGHTING", "Trainer", "TrainingError", "class_weights"]
+
+log = logging.getLogger("emotionkit.training")
+
+CLASS_WEIGHTING = ("none", "sqrt", "balanced")
+"""Class weighting modes: none, inverse square root of frequency, inverse frequency."""
+
+MODEL_FILE = "model.keras"
+_CHECKPOINT_DIR = "checkpoint"
+_STATE_FILE = "state.json"
+_BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+_MONITOR = "val_accuracy"
+_RESUME_MUST_MATCH = ("arch", "arch_options", "batch_size", "seed", "label_smoothing",
+                      "class_weight", "augment")
+
+
+class TrainingError(EmotionKitError, RuntimeError):
+    """Training cannot start or continue (bad arguments, mismatched resume, ...)."""
+
+
+def class_weights(targets: np.ndarray, num_classes: int, mode: str = "sqrt") -> np.ndarray:
+    """Per-class loss weights ``(num_classes,)`` with mean weight 1 over the samples.
+
+    ``balanced`` weights each class by ``1 / frequency``, ``sqrt`` by
+    ``1 / sqrt(frequency)`` (milder: rare classes such as FER2013's *disgust*, 1.5% of the
+    data, get ~3x instead of ~10x), ``none`` gives every class 1. Absent classes get 0.
+    """
+    if mode not in CLASS_WEIGHTING:
+        raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    if mode == "none":
+        weights = (counts > 0).astype(np.float64)
+    else:
+        power = 1.0 if mode == "balanced" else 0.5
+        weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1) ** power, 0.0)
+    mean = float((weights * counts).sum() / counts.sum())
+    return weights / mean
+
+
+class Trainer:
+    """Train an emotion classifier (sklearn style: options here, data in :meth:`fit`).
+
+    Args:
+        out_dir: output model directory (created).
+        arch: a registered architecture name (see :func:`list_architectures`).
+        arch_options: keyword options for the architecture builder.
+        epochs: maximum number of epochs.
+        batch_size: images per gradient step.
+        learning_rate: peak learning rate (AdamW); one warm-up epoch, then cosine decay to
+            1% of it over the remaining epochs.
+        weight_decay: AdamW decoupled weight decay.
+        label_smoothing: cross-entropy label smoothing (0 = off).
+        class_weight: ``"sqrt"`` (default), ``"balanced"`` or ``"none"``; see
+            :func:`class_weights`.
+        augment: random horizontal flip, rotation (+-~14 degrees), shift (10%), zoom (10%)
+            and brightness (+-20%) on training images, inside the training graph.
+        patience: stop when validation accuracy has not improved for this many epochs
+            (0 = never stop early).
+        seed: seeds Python, NumPy and the backend (weights, shuffling, augmentation).
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        progress: show a progress bar per epoch (tqdm, on stderr).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        arch: str = "fer-cnn",
+        *,
+        arch_options: dict[str, Any] | None = None,
+        epochs: int = 60,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.1,
+        class_weight: str = "sqrt",
+        augment: bool = True,
+        patience: int = 12,
+        seed: int = 0,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.architecture = get_architecture(arch)
+        if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+            raise TrainingError("epochs, batch_size and learning_rate must be positive")
+        if class_weight not in CLASS_WEIGHTING:
+            raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
+        self.args: dict[str, Any] = {
+            "arch": arch,
+            "arch_options": dict(arch_options or {}),
+            "epochs": int(epochs),
+            "batch_size": int(batch_size),
+            "learning_rate": float(learning_rate),
+            "weight_decay": float(weight_decay),
+            "label_smoothing": float(label_smoothing),
+            "class_weight": class_weight,
+            "augment": bool(augment),
+            "patience": int(patience),
+            "seed": int(seed),
+        }
+        self.resume = resume
+        self.progress = progress
+
+    @property
+    def data_options(self) -> dict[str, Any]:
+        """``input_size``/``channels``/``color_order`` to load datasets with for this
+        architecture (pass as ``**trainer.data_options`` to a dataset)."""
+        a = self.architecture
+        return {"input_size": a.input_size, "channels": a.channels, "color_order": a.color_order}
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / _CHECKPOINT_DIR
+
+    def fit(self, train: ImageData, val: ImageData) -> dict[str, Any]:
+        """Train on ``train``, select the best epoch on ``val``, write the output directory.
+
+        Returns the content of ``metrics.json``.
+
+        Raises:
+            TrainingError: mismatched labels or shapes, an existing run in ``out_dir``
+                without ``resume``, or a resume with different data or options.
+        """
+        self._check_data(train, val)
+        keras = _import_keras()
+        keras.utils.set_random_seed(self.args["seed"])
+        config = self._model_config(train, val, keras)
+        state = self._prepare_out_dir(config)
+        epochs = self.args["epochs"]
+        done = state["epoch"] >= epochs or state.get("stopped_early", False)
+        if not done:
+            self._train(keras, config, train, val, state)
+            state = self._read_state()
+        return self._finish(config, val, state)
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _check_data(self, train: ImageData, val: ImageData) -> None:
+        if tuple(train.labels) != tuple(val.labels):
+            raise TrainingError(
+                f"train and validation labels differ: {train.labels} vs {val.labels}"
+            )
+        expected = (*self.architecture.input_size, self.architecture.channels)
+        for data in (train, val):
+            if len(data) == 0:
+                raise TrainingError(f"{data.name}: no images")
+            if tuple(data.pixels.shape[1:]) != expected:
+                raise TrainingError(
+                    f"{data.name}: images are {data.pixels.shape[1:]}, architecture "
+                    f"{self.args['arch']!r} needs {expected}; load the dataset with "
+                    "trainer.data_options"
+                )
+
+    def _model_config(self, train: ImageData, val: ImageData, keras: Any) -> ModelConfig:
+        a = self.architecture
+        data = {
+            split: {"name": d.name, "images": len(d), "skipped": d.skipped,
+                    "fingerprint": d.fingerprint(),
+                    "class_counts": dict(zip(d.labels, d.class_counts().tolist()))}
+            for split, d in (("train", train), ("val", val))
+        }
+        return ModelConfig(
+            labels=train.labels, input_size=a.input_size, channels=a.channels,
+            color_order=a.color_order, pixel_scale=a.pixel_scale, pixel_offset=a.pixel_offset,
+            model_file=MODEL_FILE, architecture=a.name,
+            extra={
+                "training": self.args,
+                "data": data,
+                "emotionkit_version": __version__,
+                "keras_version": keras.__version__,
+                "backend": keras.backend.backend(),
+            },
+        )
+
+    def _prepare_out_dir(self, config: ModelConfig) -> dict[str, Any]:
+        fresh: dict[str, Any] = {"epoch": 0, "history": {}, "best": None, "best_epoch": 0,
+                                 "wait": 0}
+        has_run = (self.checkpoint_dir / _STATE_FILE).is_file()
+        if has_run and not self.resume:
+            raise TrainingError(
+                f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
+                "continue it or choose another output directory"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        if not has_run:
+            if self.resume:
+                log.info("%s: no checkpoint to resume; starting a new run", self.out_dir)
+            config.write(self.out_dir)
+            self._write_state(fresh)
+            return fresh
+        old = ModelConfig.read(self.out_dir / CONFIG_NAME)
+        for split in ("train", "val"):
+            before = old.extra.get("data", {}).get(split, {}).get("fingerprint")
+            now = config.extra["data"][split]["fingerprint"]
+            if before != now:
+                raise TrainingError(
+                    f"cannot resume {self.out_dir}: the {split} data differ from the run's "
+                    f"({before} vs {now})"
+                )
+        old_args = old.extra.get("training", {})
+        changed = [k for k in _RESUME_MUST_MATCH if old_args.get(k) != self.args[k]]
+        if changed or old.labels != config.labels:
+            raise TrainingError(
+                f"cannot resume {self.out_dir}: options differ from the run's "
+                f"({', '.join(changed) or 'labels'})"
+            )
+        config.write(self.out_dir)
+        state = self._read_state()
+        # The weights backup is written after state.json: drop epochs it does not have.
+        meta = self.checkpoint_dir / _BACKUP_META
+        saved = json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
+        if state["epoch"] > saved:
+            state = _truncate_state(state, saved)
+            self._write_state(state)
+        log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
+        return state
+
+    def _read_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads((self.checkpoint_dir / _STATE_FILE).read_text())
+        return state
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        _atomic_write(self.checkpoint_dir / _STATE_FILE, json.dumps(state, indent=1))
+
+    # -- training --------------------------------------------------------------------
+
+    def _train(
+        self, keras: Any, config: ModelConfig, train: ImageData, val: ImageData,
+        state: dict[str, Any],
+    ) -> None:
+        args = self.args
+        num_classes = len(train.labels)
+        model = self.architecture.builder(
+            (*config.input_size, config.channels), num_classes, **args["arch_options"]
+        )
+        train_model = self._training_model(keras, model, config)
+        steps = math.ceil(len(train) / args["batch_size"])
+        warmup = min(steps, max(1, steps * args["epochs"] // 10))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=args["learning_rate"] / 10,
+            decay_steps=max(1, steps * args["epochs"] - warmup),
+            alpha=0.01, warmup_target=args["learning_rate"], warmup_steps=warmup,
+        )
+        train_model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=args["weight_decay"]),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=args["label_smoothing"]),
+            metrics=["accuracy"],
+            jit_compile=keras.backend.backend() != "tensorflow",
+        )
+        weights = class_weights(train.targets, num_classes, args["class_weight"])
+        log.info("class weights: %s", dict(zip(train.labels, np.round(weights, 3).tolist())))
+        eye = np.eye(num_classes, dtype=np.float32)
+        callbacks = [
+            _Progress(steps, args["epochs"], enabled=self.progress),
+            _RunState(self, model, state, len(train)),
+            keras.callbacks.BackupAndRestore(str(self.checkpoint_dir), delete_checkpoint=False),
+        ]
+        train_model.fit(
+            pixels_to_input(train.pixels, config), eye[train.targets],
+            sample_weight=weights[train.targets].astype(np.float32),
+            validation_data=(pixels_to_input(val.pixels, config), eye[val.targets]),
+            batch_size=args["batch_size"], epochs=args["epochs"], shuffle=True, verbose=0,
+            callbacks=callbacks,
+        )
+
+    def _training_model(self, keras: Any, model: Any, config: ModelConfig) -> Any:
+        """``model`` behind the augmentation layers (active only while training)."""
+        if not self.args["augment"]:
+            return model
+        from keras import layers
+
+        seed = self.args["seed"]
+        low = config.pixel_offset
+        high = 255.0 * config.pixel_scale + config.pixel_offset
+        augment = keras.Sequential([
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 1),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 2),
+            layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+            layers.RandomBrightness(0.2, value_range=(min(low, high), max(low, high)),
+                                    seed=seed + 4),
+        ], name="augment")
+        inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
+        return keras.Model(inputs, model(augment(inputs)), name="training_model")
+
+    # -- outputs ---------------------------------------------------------------------
+
+    def _finish(self, config: ModelConfig, val: ImageData, state: dict[str, Any]) -> dict[str, Any]:
+        from ..classifiers.keras_model import load_classifier
+
+        classifier = load_classifier(self.out_dir)
+        report: EvaluationReport = evaluate_classifier(classifier, val)
+        history = state["history"]
+        metrics = {
+            "val": report.to_dict(),
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "stopped_early": bool(state.get("stopped_early", False)),
+            "train_images_per_s": _median(history.get("images_per_s", [])),
+            "history": history,
+        }
+        _atomic_write(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        report.save_confusion_png(self.out_dir / "confusion_matrix.png")
+        save_history_png(history, self.out_dir / "history.png")
+        config.extra["metrics"] = {
+            "val_accuracy": round(report.accuracy, 6), "val_macro_f1": round(report.macro_f1, 6),
+            "best_epoch": state["best_epoch"],
+        }
+        config.write(self.out_dir)
+        log.info("best epoch %d: val accuracy %.4f, macro-F1 %.4f", state["best_epoch"],
+                 report.accuracy, report.macro_f1)
+        return metrics
+
+
+def _import_keras() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def _keras_callback_base() -> Any:
+    return _import_keras().callbacks.Callback
+
+
+class _RunState(_keras_callback_base()):  # type: ignore[misc]
+    """Per epoch: record history, save the best model, early stopping, write state.json."""
+
+    def __init__(self, trainer: Trainer, model: Any, state: dict[str, Any], n_train: int) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.inner = model
+        self.state = state
+        self.n_train = n_train
+        self._t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._t0
+        logs = dict(logs or {})
+        row = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+        row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        row["seconds"] = round(seconds, 2)
+        row["images_per_s"] = round(self.n_train / max(seconds, 1e-9), 1)
+        state = self.state
+        for key, value in row.items():
+            state["history"].setdefault(key, []).append(value)
+        state["epoch"] = epoch + 1
+        score = row.get(_MONITOR)
+        if score is not None and (state["best"] is None or score > state["best"]):
+            state["best"], state["best_epoch"], state["wait"] = score, epoch + 1, 0
+            tmp = self.trainer.out_dir / f".{MODEL_FILE}.tmp.keras"
+            self.inner.save(tmp)
+            os.replace(tmp, self.trainer.out_dir / MODEL_FILE)
+        else:
+            state["wait"] += 1
+        patience = self.trainer.args["patience"]
+        if patience and state["wait"] >= patience:
+            state["stopped_early"] = True
+            self.model.stop_training = True
+            log.info("early stop: no %s gain in %d epochs", _MONITOR, patience)
+        self.trainer._write_state(state)
+        _write_history_csv(state["history"], self.trainer.out_dir / "history.csv")
+        log.info(
+            "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (best %.4f @ %d) "
+            "%.0f img/s", epoch + 1, self.trainer.args["epochs"], row.get("loss", math.nan),
+            row.get("accuracy", math.nan), row.get("val_loss", math.nan),
+            row.get("val_accuracy", math.nan), state["best"] or math.nan, state["best_epoch"],
+            row["images_per_s"],
+        )
+
+
+class _Progress(_keras_callback_base()):  # type: ignore[misc]
+    """A tqdm bar per epoch (on stderr)."""
+
+    def __init__(self, steps: int, epochs: int, enabled: bool) -> None:
+        super().__init__()
+        self.steps, self.epochs, self.enabled = steps, epochs, enabled
+        self.bar: Any = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",
+                            unit="batch", leave=False, mininterval=1.0)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if logs and batch % 20 == 0:
+                self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.3f}", refresh=False)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _truncate_state(state: dict[str, Any], epochs: int) -> dict[str, Any]:
+    history = {k: v[:epochs] for k, v in state["history"].items()}
+    scores = history.get(_MONITOR, [])
+    best_epoch = int(np.argmax(scores)) + 1 if scores else 0
+    return {
+        "epoch": epochs, "history": history,
+        "best": scores[best_epoch - 1] if scores else None, "best_epoch": best_epoch,
+        "wait": epochs - best_epoch,
+    }
+
+
+def _write_history_csv(history: dict[str, list[float]], path: Path) -> None:
+    keys = sorted(history)
+    n = max((len(v) for v in history.values()), default=0)
+    lines = [",".join(["epoch", *keys])]
+    lines += [",".join([str(i + 1), *(f"{history[k][i]:.6g}" for k in keys)]) for i in range(n)]
+    _atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if len(values) else None

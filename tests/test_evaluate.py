@@ -1,0 +1,86 @@
+"""Metrics, reports and ``emotionkit evaluate`` with a model trained on real faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_datasets import face_crops
+
+from emotionkit.classifiers import load_classifier
+from emotionkit.cli import main
+from emotionkit.training import FolderDataset, evaluate_classifier, evaluate_predictions
+
+
+def test_metrics_match_hand_computation(tmp_path: Path) -> None:
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 0, 1, 1, 2, 2]
+    r = evaluate_predictions(y_true, y_pred, ("a", "b", "c"), name="toy")
+    assert r.confusion.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert r.accuracy == pytest.approx(4 / 6)
+    assert r.precision.tolist() == pytest.approx([1.0, 0.5, 0.5])
+    assert r.recall.tolist() == pytest.approx([2 / 3, 0.5, 1.0])
+    f1 = [0.8, 0.5, 2 / 3]
+    assert r.f1.tolist() == pytest.approx(f1)
+    assert r.macro_f1 == pytest.approx(sum(f1) / 3)
+    text = r.to_text()
+    assert "accuracy  0.6667" in text and "confusion matrix" in text
+    d = json.loads(r.to_json())
+    assert d["per_class"]["b"]["support"] == 2 and d["confusion_matrix"][0] == [2, 1, 0]
+    png = r.save_confusion_png(tmp_path / "cm.png")
+    assert cv2.imread(str(png)) is not None
+
+
+def test_absent_class_is_left_out_of_macro_f1() -> None:
+    r = evaluate_predictions([0, 0, 1], [0, 0, 1], ("a", "b", "c"))
+    assert r.macro_f1 == 1.0 and r.f1[2] == 0.0
+    with pytest.raises(ValueError):
+        evaluate_predictions([0, 3], [0, 1], ("a", "b"))
+
+
+def _bright_dark_folder(root: Path) -> Path:
+    """Real astronaut face crops, brightened or darkened, under bright/ and dark/."""
+    for label, gain in (("bright", 1.6), ("dark", 0.45)):
+        (root / label).mkdir(parents=True)
+        for i, crop in enumerate(face_crops(10, seed=5)):
+            lit = np.clip(crop.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / label / f"{i}.png"), lit)
+    return root
+
+
+def test_evaluate_classifier_on_trained_model(brightness_model_dir: Path, tmp_path: Path) -> None:
+    clf = load_classifier(brightness_model_dir)
+    data = FolderDataset(_bright_dark_folder(tmp_path / "bd"), val_fraction=0).load("train")
+    report = evaluate_classifier(clf, data)
+    assert report.labels == ("bright", "dark") and report.n == 20
+    assert report.accuracy >= 0.9
+    assert evaluate_classifier(clf, data, tta=True).accuracy >= 0.9
+
+
+def test_cli_evaluate_text_json_and_png(brightness_model_dir: Path, tmp_path: Path) -> None:
+    root = _bright_dark_folder(tmp_path / "bd")
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(root), "--classifier",
+                                  str(brightness_model_dir), "--tta", "--out",
+                                  str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "macro-F1" in result.output
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert report["n"] == 20 and report["accuracy"] >= 0.9
+    result = runner.invoke(main, ["evaluate", str(root), "--classifier", "no-such-model"])
+    assert result.exit_code == 1 and result.output.startswith("error: ")
+    assert "Traceback" not in result.output
+
+
+def test_cli_evaluate_label_mismatch_is_an_error(brightness_model_dir: Path,
+                                                 tmp_path: Path) -> None:
+    (tmp_path / "happy").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "a.png"), face_crops(1, 0)[0])
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path), "--classifier",
+                                       str(brightness_model_dir)])
+    assert result.exit_code == 1 and "none of the dataset labels" in result.output

@@ -1,0 +1,370 @@
+"""The model hub against a local server that speaks the Hugging Face Hub protocol.
+
+Real ``huggingface_hub`` calls (``hf_hub_download``, ``HfApi.create_repo`` /
+``create_commit``) talk to :class:`hub_server.FakeHub` through ``HF_ENDPOINT``; the models
+are real (tiny) Keras models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import save_model_dir, small_cnn
+from emotionkit import hub
+from emotionkit.cli import main as cli
+from emotionkit.errors import ModelLoadError
+from hub_server import FakeHub
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def model3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small 3-class model directory (a second, different model)."""
+    return save_model_dir(tmp_path_factory.mktemp("m3"), small_cnn(3, seed=3),
+                          ("happy", "neutral", "sad"))
+
+
+@pytest.fixture
+def server():
+    fake = FakeHub().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def hub_env(server: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """HF_ENDPOINT at the local hub, an empty cache, online, no token."""
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    return server
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub retries 5xx and timeouts with 1..8 s waits; skip the waiting."""
+    import huggingface_hub.file_download as file_download
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)
+    monkeypatch.setattr(file_download.time, "sleep", lambda s: None)
+
+
+@pytest.fixture
+def pinned(hub_env: FakeHub, fer7_model_dir: Path):
+    """``test-fer7``: a registered hub model pinned to a commit with sha256 of its files."""
+    files = _files(fer7_model_dir)
+    sha = hub_env.commit("emotionkit-test/fer7", files)
+    model = hub.HubModel(
+        name="test-fer7", repo_id="emotionkit-test/fer7", revision=sha,
+        files={name: _sha256(files[name]) for name in ("config.json", "model.keras")},
+        labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+        size_bytes=sum(len(files[n]) for n in ("config.json", "model.keras")),
+        description="test model",
+    )
+    hub.register_hub_model(model)
+    yield model, files, hub_env
+    hub.unregister_hub_model("test-fer7")
+
+
+# -- specs and registry --------------------------------------------------------------------
+def test_parse_spec() -> None:
+    assert hub.parse_spec("hf://me/model") == ("me/model", None)
+    assert hub.parse_spec("hf://me/model@v1.0") == ("me/model", "v1.0")
+    for bad in ("hf://model", "hf://a/b/c", "hf://me/model@", "me/model", "hf:///x"):
+        with pytest.raises(ModelLoadError, match="hf://OWNER/REPO|empty revision"):
+            hub.parse_spec(bad)
+
+
+def test_vgg19_3emo_has_no_pinned_version_yet() -> None:
+    from emotionkit import EmotionRecognizer
+
+    with pytest.raises(ModelLoadError, match="no published version is pinned") as err:
+        EmotionRecognizer(detector="none", classifier="vgg19-3emo")
+    assert "\n" not in str(err.value)
+
+
+def test_import_does_not_load_tensorflow() -> None:
+    code = ("import sys, emotionkit.hub, emotionkit.cli.models; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- download, cache, pinning ------------------------------------------------------------------
+def test_download_caches_and_reuses(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    sha = hub_env.commit("me/fer7", _files(fer7_model_dir))
+    directory = hub.download_model("hf://me/fer7")
+    assert directory.parent.name == "snapshots" and directory.name == sha
+    assert Path(hub.cache_dir()) in directory.parents
+    assert (directory / "model.keras").read_bytes() == (fer7_model_dir / "model.keras").read_bytes()
+    assert hub_env.hit_count("/_blobs/", "GET") == 1
+
+    hub.download_model("hf://me/fer7")  # branch: metadata is checked, nothing downloaded
+    assert hub_env.hit_count("/_blobs/", "GET") == 1
+    before = sum(hub_env.hits.values())
+    assert hub.download_model(f"hf://me/fer7@{sha}") == directory  # commit: no request
+    assert sum(hub_env.hits.values()) == before
+    assert hub.is_cached(f"hf://me/fer7@{sha}")
+
+
+def test_revision_pin(hub_env: FakeHub, fer7_model_dir: Path, model3_dir: Path) -> None:
+    from emotionkit.classifiers import load_classifier
+
+    first = hub_env.commit("me/model", _files(fer7_model_dir))
+    second = hub_env.commit("me/model", _files(model3_dir))
+    assert load_classifier(hub.download_model(f"hf://me/model@{first}")).labels[0] == "angry"
+    assert load_classifier(hub.download_model("hf://me/model")).labels == (
+        "happy", "neutral", "sad")
+    assert hub.download_model("hf://me/model").name == second
+    assert hub.download_model("hf://me/model", revision=first).name == first
+
+
+def test_registered_model_loads_by_name(pinned, fer7_model_dir: Path) -> None:
+    from emotionkit import EmotionRecognizer
+
+    model, _, _ = pinned
+    rec = EmotionRecognizer(detector="none", classifier="test-fer7")
+    assert rec.labels == model.labels
+    faces = rec.detect(np.full((64, 64, 3), 128, dtype=np.uint8))
+    assert len(faces) == 1 and abs(sum(faces[0].emotions.values()) - 1) < 1e-4
+
+
+def test_recognizer_loads_hf_spec_with_revision(hub_env: FakeHub, fer7_model_dir: Path,
+                                                model3_dir: Path) -> None:
+    from emotionkit import EmotionRecognizer
+
+    first = hub_env.commit("me/pinned", _files(fer7_model_dir))
+    hub_env.commit("me/pinned", _files(model3_dir))
+    rec = EmotionRecognizer(detector="none", classifier=f"hf://me/pinned@{first}")
+    assert len(rec.labels) == 7
+    assert rec.classify([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 7)
+
+
+# -- verification ---------------------------------------------------------------------------------
+def test_tampered_pinned_file_is_deleted(pinned) -> None:
+    model, files, server = pinned
+    server.tamper.add(model.files["model.keras"])
+    with pytest.raises(ModelLoadError) as err:
+        hub.download_model("test-fer7")
+    message = str(err.value)
+    assert "model.keras" in message and model.files["model.keras"] in message
+    tampered = bytearray(files["model.keras"])
+    tampered[0] ^= 0xFF
+    assert _sha256(bytes(tampered)) in message and "deleted" in message and "\n" not in message
+    blobs = hub.cache_dir() / "models--emotionkit-test--fer7" / "blobs"
+    assert not (blobs / model.files["model.keras"]).exists()
+
+    server.tamper.clear()  # the next try downloads a good copy
+    assert (hub.download_model("test-fer7") / "model.keras").read_bytes() == files["model.keras"]
+
+
+def test_tampered_file_of_unpinned_repo_fails_against_hub_etag(hub_env: FakeHub,
+                                                               fer7_model_dir: Path) -> None:
+    files = _files(fer7_model_dir)
+    hub_env.commit("me/fer7", files)
+    hub_env.tamper.add(_sha256(files["model.keras"]))
+    with pytest.raises(ModelLoadError, match="sha256 mismatch, expected " +
+                       _sha256(files["model.keras"])):
+        hub.download_model("hf://me/fer7")
+
+
+def test_changed_cached_file_is_detected(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    directory = hub.download_model("hf://me/fer7")
+    config = (directory / "config.json").resolve()
+    config.chmod(0o644)
+    config.write_text(config.read_text().replace("angry", "calm"))
+    with pytest.raises(ModelLoadError, match="git blob sha1 mismatch"):
+        hub.download_model("hf://me/fer7", local_files_only=True)
+
+
+# -- failures ----------------------------------------------------------------------------------------
+def test_missing_repo_revision_and_file(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="repository not found"):
+        hub.download_model("hf://me/missing")
+    hub_env.commit("me/fer7", {"config.json": (fer7_model_dir / "config.json").read_bytes()})
+    with pytest.raises(ModelLoadError, match="revision 'v9' not found"):
+        hub.download_model("hf://me/fer7@v9")
+    with pytest.raises(ModelLoadError, match="model.keras .*no such file in the repository"):
+        hub.download_model("hf://me/fer7")
+
+
+def test_server_error_is_one_line(hub_env: FakeHub, fer7_model_dir: Path, no_backoff) -> None:
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    hub_env.fail["/resolve/"] = 500
+    with pytest.raises(ModelLoadError, match="cannot download from http://127.0.0.1") as err:
+        hub.download_model("hf://me/fer7")
+    assert "not in the model cache" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_download_timeout(hub_env: FakeHub, fer7_model_dir: Path, no_backoff,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 0.2)
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    hub_env.stall["/_blobs/"] = 1.0
+    with pytest.raises(ModelLoadError, match="model.keras .*download from .* failed") as err:
+        hub.download_model("hf://me/fer7")
+    assert "\n" not in str(err.value)
+
+
+def test_offline_uses_cache_and_explains_when_not_cached(
+    hub_env: FakeHub, fer7_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = hub_env.commit("me/fer7", _files(fer7_model_dir))
+    online = hub.download_model("hf://me/fer7")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_env.fail["/"] = 500  # any request would fail
+    requests = sum(hub_env.hits.values())
+    assert hub.download_model("hf://me/fer7") == online
+    assert hub.download_model(f"hf://me/fer7@{sha}") == online
+    assert sum(hub_env.hits.values()) == requests
+    with pytest.raises(ModelLoadError) as err:
+        hub.download_model("hf://me/other")
+    message = str(err.value)
+    assert "offline mode is on (HF_HUB_OFFLINE=1)" in message
+    assert "emotionkit models download hf://me/other" in message and "\n" not in message
+
+
+def test_offline_in_a_fresh_process(hub_env: FakeHub, fer7_model_dir: Path,
+                                    tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 set before huggingface_hub is imported (the usual way)."""
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    hub.download_model("hf://me/fer7")
+    hub_env.stop()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    code = ("from emotionkit.hub import download_model as d; "
+            "print(d('hf://me/fer7')); d('hf://me/absent')")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().endswith(hub.download_model("hf://me/fer7").name)
+    assert "offline mode is on" in proc.stderr
+
+
+# -- loading is safe ------------------------------------------------------------------------------
+def test_non_model_file_gives_clear_error(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    files = _files(fer7_model_dir)
+    hub_env.commit("me/broken", {**files, "model.keras": b"<html>not a model</html>" * 40})
+    with pytest.raises(ModelLoadError, match="model.keras: not a loadable Keras model"):
+        hub.load_hub_classifier("hf://me/broken")
+
+
+def test_lambda_layer_is_refused(hub_env: FakeHub, tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(7, activation="softmax")(x)
+    from emotionkit import FER_LABELS
+
+    directory = save_model_dir(tmp_path / "lambda", keras.Model(inputs, outputs), FER_LABELS)
+    hub_env.commit("me/lambda", _files(directory))
+    with pytest.raises(ModelLoadError, match="not a loadable Keras model") as err:
+        hub.load_hub_classifier("hf://me/lambda")
+    assert "safe_mode" in str(err.value) or "Lambda" in str(err.value)
+
+
+# -- push, then load on another machine -----------------------------------------------------------
+def test_push_then_load_on_another_machine(
+    hub_env: FakeHub, fer7_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "trained"
+    shutil.copytree(fer7_model_dir, directory)
+    (directory / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.61234}}))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    result = CliRunner().invoke(cli, ["models", "push", str(directory), "--repo-id",
+                                      "me/my-model", "--private"])
+    assert result.exit_code == 0, result.output
+    assert "hf://me/my-model@" in result.output
+
+    repo = hub_env.repos["me/my-model"]
+    assert repo.private
+    tree = repo.commits[repo.refs["main"]]
+    assert set(tree) == {"config.json", "model.keras", "metrics.json", "README.md"}
+    assert tree["model.keras"] == (directory / "model.keras").read_bytes()
+    card = tree["README.md"].decode()
+    assert hub_env.cards == [card]  # the hub validated its YAML front matter
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "emotionkit"
+    assert meta["tags"] == ["emotion-recognition", "keras"]
+    assert meta["labels"] == list(json.loads(tree["config.json"])["labels"])
+    assert meta["metrics"] == ["test.accuracy"]
+    assert "| test.accuracy | 0.6123 |" in card
+    assert "Bearer hf_test_token" in {a for a in hub_env.auth if a}
+
+    # Another machine: a fresh HF_HOME, the token in the environment, a new process.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_CACHE", "HF_HUB_DISABLE_IMPLICIT_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "other-machine"), HF_TOKEN="hf_test_token")
+    code = ("import numpy as np; from emotionkit import EmotionRecognizer; "
+            "rec = EmotionRecognizer(detector='none', classifier='hf://me/my-model'); "
+            "print(rec.labels); print(len(rec.detect(np.zeros((60, 60, 3), np.uint8))))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'angry'" in proc.stdout and proc.stdout.strip().endswith("1")
+    assert (tmp_path / "other-machine" / "hub" / "models--me--my-model").is_dir()
+
+
+def test_push_refuses_a_directory_that_is_not_a_model(hub_env: FakeHub, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"labels": ["a", "b"]}))
+    (tmp_path / "model.keras").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="not a loadable Keras model"):
+        hub.push_model(tmp_path, "me/bad")
+    assert "me/bad" not in hub_env.repos
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+def test_models_cli(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    model, _, _ = pinned
+
+    listed = runner.invoke(cli, ["models", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if line.startswith("test-fer7"))
+    assert model.spec in row and row.rstrip().endswith("no") and "angry,disgust" in row
+    assert "vgg19-3emo" in listed.output and "not published yet" in listed.output
+    assert "bundled" in next(ln for ln in listed.output.splitlines() if ln.startswith("fer-cnn"))
+
+    downloaded = runner.invoke(cli, ["models", "download", "test-fer7"])
+    assert downloaded.exit_code == 0, downloaded.output
+    assert model.revision in downloaded.output
+    listed = runner.invoke(cli, ["models", "list"])
+    row = next(line for line in listed.output.splitlines() if line.startswith("test-fer7"))
+    assert row.rstrip().endswith("yes")
+
+    info = runner.invoke(cli, ["models", "info", "test-fer7"])
+    assert info.exit_code == 0, info.output
+    assert model.files["model.keras"] in info.output and "local path" in info.output
+    assert "48x48x1" in info.output
+
+    assert runner.invoke(cli, ["models", "cache-dir"]).output.strip() == str(hub.cache_dir())
+    assert "bundled" in runner.invoke(cli, ["models", "download", "fer-cnn"]).output
+
+    failed = runner.invoke(cli, ["models", "download", "hf://me/missing", "test-fer7"])
+    assert failed.exit_code == 1
+    assert "error: me/missing: repository not found" in failed.stderr
+    unknown = runner.invoke(cli, ["models", "info", "nope"])
+    assert unknown.exit_code == 1 and "error: unknown hub model 'nope'" in unknown.stderr

@@ -1,0 +1,197 @@
+"""Trainer: output directory, loading the result, resume after a crash, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import FER_CSV, needs_shared
+from emotionkit import EmotionRecognizer
+from emotionkit.classifiers import ModelConfig, load_classifier
+from emotionkit.cli import main
+from emotionkit.training import (
+    FolderDataset,
+    Trainer,
+    TrainingError,
+    build_model,
+    list_architectures,
+)
+from emotionkit.training import trainer as trainer_module
+from test_datasets import face_crops, write_face_folders
+
+TINY = {"widths": (8, 16), "dropout": 0.1, "head_dropout": 0.1}  # fast fer-cnn variant
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory):
+    root = write_face_folders(tmp_path_factory.mktemp("faces"), n=24)
+    ds = FolderDataset(root, val_fraction=0.25)
+    return root, ds.load("train"), ds.load("val")
+
+
+def _trainer(out: Path, **kw) -> Trainer:
+    options = {"arch_options": TINY, "epochs": 3, "batch_size": 8, "learning_rate": 3e-3,
+               "progress": False, "seed": 1, **kw}
+    return Trainer(out, **options)
+
+
+def test_registry_builds_fer_cnn() -> None:
+    assert "fer-cnn" in list_architectures()
+    model = build_model("fer-cnn", num_classes=5)
+    assert tuple(model.input_shape) == (None, 48, 48, 1)
+    assert tuple(model.output_shape) == (None, 5)
+    assert model.count_params() < 2_500_000
+
+
+def test_fit_writes_a_loadable_model_dir(faces, tmp_path: Path) -> None:
+    _, train, val = faces
+    metrics = _trainer(tmp_path / "run").fit(train, val)
+    out = tmp_path / "run"
+    for name in ("model.keras", "config.json", "metrics.json", "history.csv", "history.png",
+                 "confusion_matrix.png"):
+        assert (out / name).is_file(), name
+    config = ModelConfig.read(out / "config.json")
+    assert config.labels == ("happy", "sad") and config.architecture == "fer-cnn"
+    assert config.extra["training"]["epochs"] == 3
+    assert config.extra["data"]["train"]["fingerprint"] == train.fingerprint()
+    assert config.extra["emotionkit_version"]
+    assert metrics["epochs_run"] == 3 and len(metrics["history"]["val_accuracy"]) == 3
+    assert json.loads((out / "metrics.json").read_text())["val"]["n"] == len(val)
+    # two very different real faces: the model must have learnt something
+    assert metrics["val"]["accuracy"] >= 0.75
+    clf = load_classifier(out)
+    rec = EmotionRecognizer(detector="none", classifier=out)
+    probs = rec.classify(face_crops(4, 99))
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert clf.labels == rec.labels
+
+
+def test_resume_after_crash_continues_at_next_epoch(
+    faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, train, val = faces
+    out = tmp_path / "run"
+    original = trainer_module._RunState.on_epoch_begin
+
+    def crash_at_third_epoch(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", crash_at_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(out, epochs=4).fit(train, val)
+    before = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert before["epoch"] == 2
+    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", original)
+
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        _trainer(out, epochs=4).fit(train, val)
+    with pytest.raises(TrainingError, match="data differ"):
+        _trainer(out, epochs=4, resume=True).fit(train.subset(range(10)), val)
+    metrics = _trainer(out, epochs=4, resume=True).fit(train, val)
+    history = metrics["history"]
+    assert metrics["epochs_run"] == 4 and len(history["loss"]) == 4
+    assert history["loss"][:2] == before["history"]["loss"]
+    # the resumed epochs start from the checkpoint, not from scratch
+    assert history["accuracy"][2] >= history["accuracy"][0] - 0.05
+
+
+def test_same_seed_same_result(faces, tmp_path: Path) -> None:
+    _, train, val = faces
+    a = _trainer(tmp_path / "a", epochs=1).fit(train, val)["history"]
+    b = _trainer(tmp_path / "b", epochs=1).fit(train, val)["history"]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
+    root, _, _ = faces
+    out = tmp_path / "cli"
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
+                                  "--batch-size", "16", "--quiet", "--val-fraction", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert "val accuracy" in result.output
+    again = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1"])
+    assert again.exit_code == 1 and "--resume" in again.output
+    assert "Traceback" not in again.output
+    result = runner.invoke(main, ["evaluate", str(root), "--classifier", str(out),
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["labels"] == ["happy", "sad"] and report["n"] == 48
+
+
+def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.startswith("error: ")
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
+                                       str(tmp_path / "o"), "--arch", "nope"])
+    assert result.exit_code == 1 and "unknown architecture" in result.output
+
+
+def _write_tiny_fer(path: Path, n: int = 300) -> None:
+    """The first ``n`` real FER2013 rows, re-split 80/10/10 so every split is present."""
+    import gzip
+
+    with gzip.open(FER_CSV, "rt") as src, open(path, "w") as dst:
+        dst.write(next(src))
+        for i, line in zip(range(n), src):
+            code, pixels, _ = line.rstrip("\n").split(",")
+            usage = "Training" if i % 10 < 8 else ("PublicTest" if i % 10 == 8 else "PrivateTest")
+            dst.write(f"{code},{pixels},{usage}\n")
+
+
+@needs_shared
+def test_fer2013_train_then_evaluate_cli(tmp_path: Path) -> None:
+    csv = tmp_path / "fer_tiny.csv"
+    _write_tiny_fer(csv)
+    out = tmp_path / "model"
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(csv), "--out", str(out), "--epochs", "1",
+                                  "--batch-size", "32", "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["evaluate", str(csv), "--classifier", str(out), "--split",
+                                  "PrivateTest", "--tta", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    assert "macro-F1" in result.output and "confusion matrix" in result.output
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+
+
+@needs_shared
+@pytest.mark.slow
+def test_killed_cli_run_resumes(tmp_path: Path) -> None:
+    """A real ``emotionkit train`` process killed (SIGKILL) after its first checkpoint."""
+    csv = tmp_path / "fer_tiny.csv"
+    _write_tiny_fer(csv, n=600)
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "emotionkit", "train", str(csv), "--out", str(out),
+           "--batch-size", "16", "--quiet", "--patience", "0"]
+    proc = subprocess.Popen([*cmd, "--epochs", "50"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    meta = out / "checkpoint" / "training_metadata.json"
+    deadline = time.time() + 300
+    while not meta.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(meta.read_text())["epoch"]
+    assert 1 <= done < 50
+    target = done + 2
+    result = subprocess.run([*cmd, "--epochs", str(target), "--resume"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == target and len(metrics["history"]["loss"]) == target
