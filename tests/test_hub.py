@@ -31,6 +31,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _runner() -> CliRunner:
+    # EMOTIONKIT_NATIVE_LOGS=1: keep the CLI from redirecting fd 2, which CliRunner captures.
+    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
+
+
 def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
@@ -294,8 +299,8 @@ def test_push_then_load_on_another_machine(
     shutil.copytree(fer7_model_dir, directory)
     (directory / "metrics.json").write_text(json.dumps({"test": {"accuracy": 0.61234}}))
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    result = CliRunner().invoke(cli, ["models", "push", str(directory), "--repo-id",
-                                      "me/my-model", "--private"])
+    result = _runner().invoke(cli, ["models", "push", str(directory), "--repo-id",
+                                    "me/my-model", "--private"])
     assert result.exit_code == 0, result.output
     assert "hf://me/my-model@" in result.output
 
@@ -338,7 +343,7 @@ def test_push_refuses_a_directory_that_is_not_a_model(hub_env: FakeHub, tmp_path
 
 # -- CLI --------------------------------------------------------------------------------------------
 def test_models_cli(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
-    runner = CliRunner()
+    runner = _runner()
     model, _, _ = pinned
 
     listed = runner.invoke(cli, ["models", "list"])

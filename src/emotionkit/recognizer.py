@@ -46,8 +46,8 @@ class EmotionRecognizer:
         margin: float | None = None,
         batch_size: int = 256,
     ) -> None:
-        self.detector = _resolve_detector(detector)
         self.classifier = _resolve_classifier(classifier)
+        self.detector = _resolve_detector(detector)
         self.margin = margin
         self.batch_size = batch_size
 
