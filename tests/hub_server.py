@@ -8,9 +8,10 @@ It holds repositories in memory and answers, like the real hub does:
   as ETag; large ("LFS") files answer ``302`` to a blob URL on another origin (the CDN)
   with ``X-Linked-Etag`` (their sha256) and ``X-Linked-Size``. Missing repos, revisions
   and files answer 404 with the ``X-Error-Code`` header the client maps to its errors.
-* ``POST /api/repos/create``, ``POST /api/validate-yaml`` (model card front matter), ``POST /api/models/{repo_id}/preupload/{revision}`` and
+* ``POST /api/repos/create``, ``POST /api/validate-yaml`` (model card front matter),
+  ``POST /api/models/{repo_id}/preupload/{revision}`` and
   ``POST /api/models/{repo_id}/commit/{revision}`` (NDJSON commit with base64 files): what
-  ``HfApi.create_repo`` and ``HfApi.upload_folder`` call. The preupload answer puts every
+  ``HfApi.create_repo`` and ``HfApi.create_commit`` call. The preupload answer puts every
   file in "regular" mode, so no LFS/Xet storage protocol is needed.
 
 Tests can count requests (:attr:`FakeHub.hits`), make paths fail with a status code

@@ -9,11 +9,16 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_datasets import face_crops
 
 from emotionkit.classifiers import load_classifier
 from emotionkit.cli import main
 from emotionkit.training import FolderDataset, evaluate_classifier, evaluate_predictions
+from test_datasets import face_crops
+
+
+def _runner() -> CliRunner:
+    """In-process CLI runs (fd 2 is left alone so the runner captures error lines)."""
+    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
 
 
 def test_metrics_match_hand_computation(tmp_path: Path) -> None:
@@ -63,7 +68,7 @@ def test_evaluate_classifier_on_trained_model(brightness_model_dir: Path, tmp_pa
 
 def test_cli_evaluate_text_json_and_png(brightness_model_dir: Path, tmp_path: Path) -> None:
     root = _bright_dark_folder(tmp_path / "bd")
-    runner = CliRunner()
+    runner = _runner()
     result = runner.invoke(main, ["evaluate", str(root), "--classifier",
                                   str(brightness_model_dir), "--tta", "--out",
                                   str(tmp_path / "report")])
@@ -81,6 +86,6 @@ def test_cli_evaluate_label_mismatch_is_an_error(brightness_model_dir: Path,
                                                  tmp_path: Path) -> None:
     (tmp_path / "happy").mkdir()
     cv2.imwrite(str(tmp_path / "happy" / "a.png"), face_crops(1, 0)[0])
-    result = CliRunner().invoke(main, ["evaluate", str(tmp_path), "--classifier",
+    result = _runner().invoke(main, ["evaluate", str(tmp_path), "--classifier",
                                        str(brightness_model_dir)])
     assert result.exit_code == 1 and "none of the dataset labels" in result.output

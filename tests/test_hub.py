@@ -32,8 +32,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _runner() -> CliRunner:
-    # EMOTIONKIT_NATIVE_LOGS=1: keep the CLI from redirecting fd 2, which CliRunner captures.
-    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
+    return CliRunner()
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -115,7 +114,7 @@ def test_import_does_not_load_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# -- download, cache, pinning ------------------------------------------------------------------
+# -- download, cache, pinning --------------------------------------------------------------
 def test_download_caches_and_reuses(hub_env: FakeHub, fer7_model_dir: Path) -> None:
     sha = hub_env.commit("me/fer7", _files(fer7_model_dir))
     directory = hub.download_model("hf://me/fer7")
@@ -165,7 +164,7 @@ def test_recognizer_loads_hf_spec_with_revision(hub_env: FakeHub, fer7_model_dir
     assert rec.classify([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 7)
 
 
-# -- verification ---------------------------------------------------------------------------------
+# -- verification --------------------------------------------------------------------------
 def test_tampered_pinned_file_is_deleted(pinned) -> None:
     model, files, server = pinned
     server.tamper.add(model.files["model.keras"])
@@ -203,7 +202,7 @@ def test_changed_cached_file_is_detected(hub_env: FakeHub, fer7_model_dir: Path)
         hub.download_model("hf://me/fer7", local_files_only=True)
 
 
-# -- failures ----------------------------------------------------------------------------------------
+# -- failures ------------------------------------------------------------------------------
 def test_missing_repo_revision_and_file(hub_env: FakeHub, fer7_model_dir: Path) -> None:
     with pytest.raises(ModelLoadError, match="repository not found"):
         hub.download_model("hf://me/missing")
@@ -267,7 +266,7 @@ def test_offline_in_a_fresh_process(hub_env: FakeHub, fer7_model_dir: Path,
     assert "offline mode is on" in proc.stderr
 
 
-# -- loading is safe ------------------------------------------------------------------------------
+# -- loading is safe -----------------------------------------------------------------------
 def test_non_model_file_gives_clear_error(hub_env: FakeHub, fer7_model_dir: Path) -> None:
     files = _files(fer7_model_dir)
     hub_env.commit("me/broken", {**files, "model.keras": b"<html>not a model</html>" * 40})
@@ -291,7 +290,7 @@ def test_lambda_layer_is_refused(hub_env: FakeHub, tmp_path: Path) -> None:
     assert "safe_mode" in str(err.value) or "Lambda" in str(err.value)
 
 
-# -- push, then load on another machine -----------------------------------------------------------
+# -- push, then load on another machine ----------------------------------------------------
 def test_push_then_load_on_another_machine(
     hub_env: FakeHub, fer7_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -341,7 +340,7 @@ def test_push_refuses_a_directory_that_is_not_a_model(hub_env: FakeHub, tmp_path
     assert "me/bad" not in hub_env.repos
 
 
-# -- CLI --------------------------------------------------------------------------------------------
+# -- CLI -----------------------------------------------------------------------------------
 def test_models_cli(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = _runner()
     model, _, _ = pinned

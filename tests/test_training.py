@@ -28,7 +28,14 @@ from emotionkit.training import (
 from emotionkit.training import trainer as trainer_module
 from test_datasets import face_crops, write_face_folders
 
-TINY = {"widths": (8, 16), "dropout": 0.1, "head_dropout": 0.1}  # fast fer-cnn variant
+
+def _runner() -> CliRunner:
+    """In-process CLI runs (fd 2 is left alone so the runner captures error lines)."""
+    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
+
+
+# a fast fer-cnn variant for tiny data
+TINY = {"widths": (8, 16), "dropout": 0.1, "head_dropout": 0.1, "bn_momentum": 0.7}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def faces(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _trainer(out: Path, **kw) -> Trainer:
-    options = {"arch_options": TINY, "epochs": 3, "batch_size": 8, "learning_rate": 3e-3,
+    options = {"arch_options": TINY, "epochs": 5, "batch_size": 8, "learning_rate": 3e-3,
                "progress": False, "seed": 1, **kw}
     return Trainer(out, **options)
 
@@ -61,10 +68,10 @@ def test_fit_writes_a_loadable_model_dir(faces, tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     config = ModelConfig.read(out / "config.json")
     assert config.labels == ("happy", "sad") and config.architecture == "fer-cnn"
-    assert config.extra["training"]["epochs"] == 3
+    assert config.extra["training"]["epochs"] == 5
     assert config.extra["data"]["train"]["fingerprint"] == train.fingerprint()
     assert config.extra["emotionkit_version"]
-    assert metrics["epochs_run"] == 3 and len(metrics["history"]["val_accuracy"]) == 3
+    assert metrics["epochs_run"] == 5 and len(metrics["history"]["val_accuracy"]) == 5
     assert json.loads((out / "metrics.json").read_text())["val"]["n"] == len(val)
     # two very different real faces: the model must have learnt something
     assert metrics["val"]["accuracy"] >= 0.75
@@ -117,7 +124,7 @@ def test_same_seed_same_result(faces, tmp_path: Path) -> None:
 def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     root, _, _ = faces
     out = tmp_path / "cli"
-    runner = CliRunner()
+    runner = _runner()
     result = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
                                   "--batch-size", "16", "--quiet", "--val-fraction", "0.25"])
     assert result.exit_code == 0, result.output
@@ -134,10 +141,10 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
 
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
+    result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
                                        str(tmp_path / "o")])
     assert result.exit_code == 1 and result.output.startswith("error: ")
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
+    result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
                                        str(tmp_path / "o"), "--arch", "nope"])
     assert result.exit_code == 1 and "unknown architecture" in result.output
 
@@ -159,7 +166,7 @@ def test_fer2013_train_then_evaluate_cli(tmp_path: Path) -> None:
     csv = tmp_path / "fer_tiny.csv"
     _write_tiny_fer(csv)
     out = tmp_path / "model"
-    runner = CliRunner()
+    runner = _runner()
     result = runner.invoke(main, ["train", str(csv), "--out", str(out), "--epochs", "1",
                                   "--batch-size", "32", "--quiet"])
     assert result.exit_code == 0, result.output

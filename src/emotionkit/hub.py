@@ -263,7 +263,7 @@ def _resolve_source(name_or_spec: str, revision: str | None) -> _Source | Path:
         return _Source(name_or_spec, repo_id, revision or spec_revision, {})
     model = get_hub_model(name_or_spec)
     if revision is not None and revision != model.revision:
-        return _Source(f"{model.name}@{revision}", model.repo_id, revision, {})
+        return _Source(f"{SPEC_PREFIX}{model.repo_id}@{revision}", model.repo_id, revision, {})
     if model.published:
         return _Source(model.name, model.repo_id, model.revision, dict(model.files))
     if model.bundled:

@@ -13,7 +13,7 @@ import click
 
 from .._version import __version__
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 # name -> "module:command" (relative to this package); loaded on first use.
 _COMMANDS = {
@@ -68,8 +68,17 @@ def main() -> None:
     Native start-up logging of TensorFlow and MediaPipe is hidden; set
     EMOTIONKIT_NATIVE_LOGS=1 to see it.
     """
+
+
+def run() -> None:
+    """Console-script entry point: hides native C++ logging, then runs :func:`main`.
+
+    The redirect is done here, not in :func:`main`, so that calling ``main`` in-process
+    (e.g. with click's ``CliRunner``) leaves the caller's stderr alone.
+    """
     if not os.environ.get("EMOTIONKIT_NATIVE_LOGS"):
         _hide_native_stderr()
+    main()
 
 
 def _hide_native_stderr() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,7 +41,7 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     if tta and not hasattr(classifier, "predict_pixels"):
         fail(f"classifier {classifier_name!r} does not support --tta")
     config = getattr(classifier, "config", None)
-    options = {
+    options: dict[str, Any] = {
         "input_size": tuple(classifier.input_size),
         "channels": getattr(config, "channels", 3),
         "color_order": getattr(config, "color_order", "bgr"),

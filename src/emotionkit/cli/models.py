@@ -63,8 +63,8 @@ def download(names: tuple[str, ...], revision: str | None, token: str | None) ->
             failures += 1
             report(str(exc))
             continue
-        if not name.startswith("hf://") and get_hub_model(name).bundled and revision is None \
-                and not get_hub_model(name).published:
+        model = None if name.startswith("hf://") else get_hub_model(name)
+        if model is not None and model.bundled and not model.published and revision is None:
             click.echo(f"{name}: bundled with emotionkit, nothing to download ({directory})")
         else:
             click.echo(f"{name}: {directory}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -15,11 +16,12 @@ __all__ = ["setup_logging", "train"]
 def setup_logging(quiet: bool = False) -> None:
     """Send ``emotionkit.training`` log lines (progress, skipped rows) to stderr."""
     logger = logging.getLogger("emotionkit.training")
-    if not any(getattr(h, "_emotionkit_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(click.get_text_stream("stderr"))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        handler._emotionkit_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    for old in [h for h in logger.handlers if getattr(h, "_emotionkit_cli", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)  # the current stream (set up by main())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler._emotionkit_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 

@@ -103,10 +103,11 @@ def _fer_cnn(
     num_classes: int,
     widths: tuple[int, ...] = (32, 64, 128, 256),
     convs_per_block: int | tuple[int, ...] = 2,
-    separable: bool | int = True,
+    separable: bool | int = False,
     stem_stride: int = 1,
     dropout: float = 0.3,
     head_dropout: float = 0.5,
+    bn_momentum: float = 0.99,
     name: str = "fer_cnn",
 ) -> Any:
     """``fer-cnn``: ``len(widths)`` blocks of (conv-BN-ReLU) x ``convs_per_block`` + max-pool
@@ -117,7 +118,8 @@ def _fer_cnn(
     depthwise-separable (~8x fewer multiply-adds); an int ``k`` makes blocks ``k, k+1, ...``
     (0-based) separable; ``False`` keeps every block plain.
 
-    ``convs_per_block`` is one count for every block or one count per block.
+    ``bn_momentum`` is the batch-norm moving-average momentum (lower it for tiny datasets
+    with few steps). ``convs_per_block`` is one count for every block or one count per block.
     """
     import keras
     from keras import layers
@@ -141,7 +143,7 @@ def _fer_cnn(
                 x = layers.Conv2D(
                     width, 3, strides=stride, padding="same", use_bias=False, name=conv_name
                 )(x)
-            x = layers.BatchNormalization(name=f"{conv_name}_bn")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"{conv_name}_bn")(x)
             x = layers.ReLU(name=f"{conv_name}_relu")(x)
         if b < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -307,7 +307,9 @@ class Fer2013Csv(LabelledDataset):
     train_split = "Training"
     val_split = "PublicTest"
     test_split = "PrivateTest"
-    _ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    _ALIASES: ClassVar[dict[str, str]] = {
+        "train": "Training", "val": "PublicTest", "test": "PrivateTest"
+    }
     _FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust",
                         "fear", "contempt")
     _SIDE = 48

@@ -138,6 +138,8 @@ class Trainer:
             "patience": int(patience),
             "seed": int(seed),
         }
+        # as stored in config.json (tuples become lists), so a resume compares like with like
+        self.args = json.loads(json.dumps(self.args))
         self.resume = resume
         self.progress = progress
 
@@ -423,10 +425,15 @@ class _Progress(_keras_callback_base()):  # type: ignore[misc]
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.enabled:
+            import sys
+
             from tqdm.auto import tqdm
 
+            # to a log file: an update a minute instead of a carriage-return stream
+            interactive = sys.stderr.isatty()
             self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",
-                            unit="batch", leave=False, mininterval=1.0)
+                            unit="batch", leave=False, file=sys.stderr,
+                            mininterval=1.0 if interactive else 60.0, ascii=not interactive)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.bar is not None:
