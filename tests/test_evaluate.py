@@ -89,3 +89,22 @@ def test_cli_evaluate_label_mismatch_is_an_error(brightness_model_dir: Path,
     result = _runner().invoke(main, ["evaluate", str(tmp_path), "--classifier",
                                        str(brightness_model_dir)])
     assert result.exit_code == 1 and "none of the dataset labels" in result.output
+
+
+class _MeanBrightness:
+    """A non-Keras classifier (only ``labels`` and ``predict`` on BGR crops)."""
+
+    labels = ("bright", "dark")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        bright = np.array([float(f.mean() > 100) for f in faces])
+        return np.stack([bright, 1 - bright], axis=1)
+
+
+def test_evaluate_plain_protocol_classifier(tmp_path: Path) -> None:
+    root = _bright_dark_folder(tmp_path / "bd")
+    data = FolderDataset(root, val_fraction=0, channels=3).load("train")
+    report = evaluate_classifier(_MeanBrightness(), data)
+    assert report.accuracy == 1.0 and report.n == 20

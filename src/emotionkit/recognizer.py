@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .errors import UnknownPluginError
 from .io import ImageInput, crop, load_image
 from .registry import _classifiers, _detectors
 from .results import Detection, Face
+
+if TYPE_CHECKING:
+    from .video import VideoFrame
 
 __all__ = ["EmotionRecognizer"]
 
@@ -84,6 +87,32 @@ class EmotionRecognizer:
                 row += 1
             results.append(faces)
         return results
+
+    def detect_video(self, source: str | Path | int, every_n: int = 1, *,
+                     smoothing: float = 0.0, iou_threshold: float = 0.3,
+                     max_age: int = 5) -> Iterator[VideoFrame]:
+        """Faces with emotions in the frames of a video file or camera, tracked over time.
+
+        Yields a :class:`~emotionkit.video.VideoFrame` (``index``, ``time`` in seconds,
+        ``faces``, ``image``) for every ``every_n``-th frame. Each face is a
+        :class:`~emotionkit.tracking.TrackedFace` whose ``face_id`` stays the same while
+        its box overlaps its box in the last processed frame by ``iou_threshold`` (IoU) or
+        more; a face unmatched for more than ``max_age`` processed frames ends its track.
+
+        Args:
+            source: a video file path, or a camera index (``0``).
+            every_n: process every n-th frame only (the others are skipped undecoded).
+            smoothing: weight of the past in an exponential moving average of each face's
+                probabilities, in ``[0, 1)``; 0 (default) is off, 0.5-0.8 stops labels from
+                flickering. The unsmoothed values are in ``face.raw_emotions``.
+
+        Raises :class:`~emotionkit.video.VideoError` if the video cannot be opened, or, after
+        the readable frames, if it stops decoding early (truncated file).
+        """
+        from .video import detect_video
+
+        return detect_video(self, source, every_n=every_n, smoothing=smoothing,
+                            iou_threshold=iou_threshold, max_age=max_age)
 
     def classify(self, face_crops: Sequence[np.ndarray]) -> np.ndarray:
         """Emotion probabilities ``(N, len(labels))`` for face crops.

@@ -20,6 +20,7 @@ _COMMANDS = {
     "detect": ".detect:detect",
     "evaluate": ".evaluate:evaluate",
     "models": ".models:models",
+    "summary": ".summary:summary",
     "train": ".train:train",
 }
 
@@ -51,9 +52,10 @@ class _LazyGroup(click.Group):
 
 # Short help shown by ``emotionkit --help`` without importing each command's module.
 _SHORT_HELP = {
-    "detect": "Find faces in images and classify their emotions.",
+    "detect": "Find faces in images or videos and classify their emotions.",
     "evaluate": "Accuracy, macro-F1 and confusion matrix of a classifier on a dataset.",
     "models": "List, download, inspect and publish hub models.",
+    "summary": "Per-face emotion share over time of detect's video results.",
     "train": "Train an emotion classifier on a folder dataset or a FER2013 csv.",
 }
 

@@ -18,7 +18,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 _CHUNK = 64  # images loaded and classified together
 
 
-@click.command(short_help="Find faces in images and classify their emotions.")
+@click.command(short_help="Find faces in images or videos and classify their emotions.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--detector", "-d", default="mediapipe", show_default=True,
               help="Face detector: mediapipe, haar, none (whole image is one face), or a plugin.")
@@ -26,27 +26,68 @@ _CHUNK = 64  # images loaded and classified together
               help="Classifier name, or path to a Keras model file / model directory.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format on stdout.")
-@click.option("--annotate", "annotate_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write a copy of each image with boxes and labels into this directory.")
+@click.option("--annotate", "annotate", type=click.Path(path_type=Path),
+              help="Images: write a copy of each image with boxes and labels into this "
+                   "directory. A video: write the annotated video to this file (.mp4, .avi).")
+@click.option("--every-n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Videos: process every n-th frame only.")
+@click.option("--smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+              show_default=True,
+              help="Videos: weight of the past in each face's moving average of probabilities "
+                   "(0 = off; 0.5-0.8 stops labels from flickering).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
-           annotate_dir: Path | None) -> None:
-    """Find faces in IMAGE_OR_DIR... and print each face's box and emotions.
+           annotate: Path | None, every_n: int, smoothing: float, quiet: bool) -> None:
+    """Find faces in IMAGE_OR_DIR... or VIDEO... and print each face's box and emotions.
 
     Directories are walked recursively for image files. A bad file is reported on stderr
     and the others still run; the exit code is then 1.
+
+    Videos (.mp4, .avi, .mov, .mkv, .webm, .m4v, or a camera index such as 0) give one row
+    per face per processed frame, with the frame number, time in seconds and a face id that
+    follows the face across frames. Ctrl-C stops early and keeps what was written (exit
+    code 130).
 
     \b
     Examples:
       emotionkit detect photo.jpg
       emotionkit detect photos/ --format csv > faces.csv
       emotionkit detect photo.jpg --annotate annotated/
+      emotionkit detect clip.mp4 --format csv --smoothing 0.6 --annotate clip-out.mp4 > rows.csv
     """
-    from ..errors import EmotionKitError
     from ..recognizer import EmotionRecognizer
+    from ..video import is_video_source
 
+    videos = [is_video_source(str(item)) for item in inputs]
+    if any(videos) and not all(videos):
+        fail("cannot mix videos and images in one call; run detect once for each", 2)
+    if all(videos) and annotate is not None and len(inputs) > 1:
+        fail("--annotate with videos names one output video; give one input video", 2)
+    if not all(videos) and annotate is not None and annotate.is_file():
+        fail(f"--annotate {annotate}: is a file; for images it names a directory", 2)
     rec = run_or_fail(EmotionRecognizer, detector=detector, classifier=classifier, exit_code=2)
-    writer = _Writer(fmt, rec.labels)
+    writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels)
     problems: list[str] = []
+    try:
+        if all(videos):
+            for item in inputs:
+                _detect_video(rec, str(item), writer, problems, annotate=annotate,
+                              every_n=every_n, smoothing=smoothing, quiet=quiet)
+        else:
+            _detect_images(rec, inputs, writer, problems, annotate)
+    except KeyboardInterrupt:
+        writer.close()
+        click.echo("interrupted: the results written so far are kept", err=True)
+        sys.exit(130)
+    writer.close()
+    if problems:
+        sys.exit(1)
+
+
+def _detect_images(rec: Any, inputs: tuple[Path, ...], writer: _Writer, problems: list[str],
+                   annotate_dir: Path | None) -> None:
+    from ..errors import EmotionKitError
+
     for chunk in _chunks(_expand(inputs, problems), _CHUNK):
         loaded = []
         for path, root in chunk:
@@ -63,9 +104,36 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
             writer.faces(path, faces)
             if annotate_dir is not None:
                 _write_annotated(annotate_dir, path, root, image, faces)
-    writer.close()
-    if problems:
-        sys.exit(1)
+
+
+def _detect_video(rec: Any, source: str, writer: _Writer, problems: list[str], *,
+                  annotate: Path | None, every_n: int, smoothing: float, quiet: bool) -> None:
+    """Rows for one video; a video error is reported and added to ``problems``. The
+    annotated video is closed (playable) however the loop ends."""
+    from tqdm import tqdm
+
+    from ..errors import EmotionKitError
+    from ..video import AnnotatedVideoWriter, video_info
+
+    out: AnnotatedVideoWriter | None = None
+    try:
+        info = video_info(source)
+        if annotate is not None:
+            out = AnnotatedVideoWriter(annotate, info.fps / every_n)
+        with tqdm(total=info.frame_count or None, unit="frame", desc=Path(source).name,
+                  file=sys.stderr, disable=quiet or not sys.stderr.isatty(),
+                  dynamic_ncols=True) as bar:
+            for frame in rec.detect_video(source, every_n=every_n, smoothing=smoothing):
+                writer.frame(source, frame)
+                if out is not None:
+                    out.write(frame.image, frame.faces)
+                bar.update(frame.index + 1 - bar.n)
+    except EmotionKitError as exc:
+        problems.append(str(exc))
+        report(str(exc))
+    finally:
+        if out is not None:
+            out.close()
 
 
 def _load(path: Path) -> Any:
@@ -122,45 +190,87 @@ def _write_annotated(out_dir: Path, path: Path, root: Path | None, image: Any,
 
 
 class _Writer:
-    """Streams results to stdout as a table, one JSON list, or CSV rows (one per face)."""
+    """Streams results to stdout as a table, one JSON list, or CSV rows; subclasses choose
+    the rows. Output is flushed after each image or frame, so an interrupted run keeps it."""
 
-    def __init__(self, fmt: str, labels: tuple[str, ...]) -> None:
+    def __init__(self, fmt: str, labels: tuple[str, ...], header: list[str]) -> None:
         self.fmt = fmt
         self.labels = labels
         self._first_json = True
+        self._closed = False
         if fmt == "json":
             sys.stdout.write("[")
         elif fmt == "csv":
             self._csv = csv.writer(sys.stdout, lineterminator="\n")
-            self._csv.writerow(["path", "face", "x", "y", "w", "h", "score", "top_emotion",
-                                *labels])
+            self._csv.writerow([*header, "score", "top_emotion", *labels])
 
     def faces(self, path: Path, faces: list[Any]) -> None:
-        if self.fmt == "json":
-            self._json({"path": str(path), "faces": [f.to_dict() for f in faces], "error": None})
-        elif self.fmt == "csv":
-            for i, face in enumerate(faces):
-                score = "" if face.score is None else f"{face.score:.4f}"
-                self._csv.writerow([str(path), i, *face.box, score, face.top_emotion,
-                                    *(f"{face.emotions[k]:.4f}" for k in self.labels)])
-        else:
-            if not faces:
-                click.echo(f"{path}: no faces")
-            for i, face in enumerate(faces):
-                top = sorted(face.emotions.items(), key=lambda kv: kv[1], reverse=True)[:3]
-                shown = ", ".join(f"{k} {v:.2f}" for k, v in top)
-                score = "" if face.score is None else f" score {face.score:.2f}"
-                click.echo(f"{path}: face {i} at {tuple(face.box)}{score}: {shown}")
+        raise NotImplementedError
+
+    def frame(self, source: str, frame: Any) -> None:
+        raise NotImplementedError
 
     def error(self, path: Path, message: str) -> None:
         if self.fmt == "json":
             self._json({"path": str(path), "faces": [], "error": message})
 
     def close(self) -> None:
-        if self.fmt == "json":
+        """End the JSON list (once) and flush."""
+        if self.fmt == "json" and not self._closed:
             sys.stdout.write("]\n")
+        self._closed = True
         sys.stdout.flush()
+
+    def _csv_row(self, first: list[Any], face: Any) -> None:
+        score = "" if face.score is None else f"{face.score:.4f}"
+        self._csv.writerow([*first, *face.box, score, face.top_emotion,
+                            *(f"{face.emotions[k]:.4f}" for k in self.labels)])
 
     def _json(self, obj: dict[str, Any]) -> None:
         sys.stdout.write(("" if self._first_json else ",\n") + json.dumps(obj))
         self._first_json = False
+
+
+def _top3(face: Any) -> str:
+    top = sorted(face.emotions.items(), key=lambda kv: kv[1], reverse=True)[:3]
+    score = "" if face.score is None else f" score {face.score:.2f}"
+    return f"at {tuple(face.box)}{score}: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+
+
+class _ImageWriter(_Writer):
+    """One JSON object per image, or one CSV/table row per face."""
+
+    def __init__(self, fmt: str, labels: tuple[str, ...]) -> None:
+        super().__init__(fmt, labels, ["path", "face", "x", "y", "w", "h"])
+
+    def faces(self, path: Path, faces: list[Any]) -> None:
+        if self.fmt == "json":
+            self._json({"path": str(path), "faces": [f.to_dict() for f in faces], "error": None})
+        elif self.fmt == "csv":
+            for i, face in enumerate(faces):
+                self._csv_row([str(path), i], face)
+        else:
+            if not faces:
+                click.echo(f"{path}: no faces")
+            for i, face in enumerate(faces):
+                click.echo(f"{path}: face {i} {_top3(face)}")
+        sys.stdout.flush()
+
+
+class _VideoRowWriter(_Writer):
+    """One row (CSV line, JSON object or table line) per face per processed frame."""
+
+    def __init__(self, fmt: str, labels: tuple[str, ...]) -> None:
+        super().__init__(fmt, labels, ["path", "frame", "time", "face_id", "x", "y", "w", "h"])
+
+    def frame(self, source: str, frame: Any) -> None:
+        for face in frame.faces:
+            if self.fmt == "json":
+                self._json({"path": source, "frame": frame.index,
+                            "time": round(frame.time, 4), **face.to_dict()})
+            elif self.fmt == "csv":
+                self._csv_row([source, frame.index, f"{frame.time:.4f}", face.face_id], face)
+            else:
+                click.echo(f"{source}: frame {frame.index} ({frame.time:.2f} s): "
+                           f"face #{face.face_id} {_top3(face)}")
+        sys.stdout.flush()

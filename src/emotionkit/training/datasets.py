@@ -89,6 +89,7 @@ class ImageData:
         labels: label names, in target-index order.
         name: a human-readable description (path and split).
         skipped: number of rows/files left out because they were unusable.
+        color_order: channel order of 3-channel ``pixels`` (``"rgb"`` or ``"bgr"``).
     """
 
     pixels: np.ndarray
@@ -96,6 +97,7 @@ class ImageData:
     labels: tuple[str, ...]
     name: str = ""
     skipped: int = 0
+    color_order: str = "rgb"
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -119,7 +121,8 @@ class ImageData:
     def subset(self, index: np.ndarray | Sequence[int]) -> ImageData:
         """The images at ``index`` (a new :class:`ImageData`)."""
         index = np.asarray(index)
-        return ImageData(self.pixels[index], self.targets[index], self.labels, self.name)
+        return ImageData(self.pixels[index], self.targets[index], self.labels, self.name,
+                         color_order=self.color_order)
 
 
 class LabelledDataset:
@@ -240,7 +243,7 @@ class FolderDataset(LabelledDataset):
             raise DatasetError(f"{name}: no usable images ({skipped} unreadable files)")
         return ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
-            skipped,
+            skipped, self.color_order,
         )
 
     def _resolve_labels(
@@ -349,7 +352,7 @@ class Fer2013Csv(LabelledDataset):
         faces, targets = rows[key]
         return ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
-            self.skipped,
+            self.skipped, self.color_order,
         )
 
     def _parse(self) -> dict[str, tuple[list[np.ndarray], list[int]]]:

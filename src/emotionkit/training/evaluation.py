@@ -169,7 +169,7 @@ def evaluate_classifier(
     classifier's config). Labels are matched by name: images whose label the classifier
     does not know are left out (logged); the report uses the classifier's labels.
     Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
-    through ``predict`` (without ``tta``).
+    through ``predict`` as BGR crops (without ``tta``).
     """
     model_labels = tuple(classifier.labels)
     mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])
@@ -191,7 +191,7 @@ def evaluate_classifier(
         if hasattr(classifier, "predict_pixels"):
             probs = classifier.predict_pixels(chunk, tta=tta)
         else:
-            probs = classifier.predict(list(_pixels_to_bgr(chunk)))
+            probs = classifier.predict(list(_pixels_to_bgr(chunk, data.color_order)))
         preds.append(np.asarray(probs).argmax(axis=1))
     y_pred = np.concatenate(preds)
     return evaluate_predictions(y_true[keep], y_pred, model_labels, data.name)
@@ -219,8 +219,10 @@ def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
     return path
 
 
-def _pixels_to_bgr(pixels: np.ndarray) -> np.ndarray:
-    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels
+def _pixels_to_bgr(pixels: np.ndarray, color_order: str) -> np.ndarray:
+    if pixels.shape[3] == 1:
+        return np.repeat(pixels, 3, axis=3)
+    return pixels[..., ::-1] if color_order == "rgb" else pixels
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

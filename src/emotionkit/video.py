@@ -1,0 +1,215 @@
+"""Video input and output: frames from a file or camera, per-frame tracked faces, and
+annotated video files.
+
+Frames are BGR ``uint8`` arrays (the ``cv2.VideoCapture`` convention); times are seconds
+from the start of the video; boxes are ``(x, y, w, h)`` pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from .errors import EmotionKitError
+from .tracking import IoUTracker, TrackedFace
+
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
+
+__all__ = ["VIDEO_SUFFIXES", "AnnotatedVideoWriter", "VideoError", "VideoFrame",
+           "detect_video", "is_video_source", "read_frames", "video_info"]
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+"""File name endings treated as videos by the CLI."""
+
+VideoSource = str | Path | int
+"""A video file path, or a camera index (``0`` is the default camera)."""
+
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class VideoError(EmotionKitError, OSError):
+    """A video could not be opened, or decoding stopped early (truncated or corrupt file)."""
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """The faces found in one video frame.
+
+    Attributes:
+        index: frame number in the video, from 0 (skipped frames are counted too).
+        time: seconds from the start of the video (from the file's frame rate; for a camera,
+            the time since capture started).
+        faces: the faces with their track ids (:class:`~emotionkit.tracking.TrackedFace`).
+        image: the decoded BGR frame.
+    """
+
+    index: int
+    time: float
+    faces: list[TrackedFace]
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Frame rate (frames/s; 0 if unknown), frame count (0 if unknown or a camera) and
+    frame size in pixels of a video."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+
+def is_video_source(source: Any) -> bool:
+    """True for an ``int`` camera index, a digit string like ``"0"``, or a path ending in
+    one of :data:`VIDEO_SUFFIXES`."""
+    if isinstance(source, int):
+        return True
+    text = str(source)
+    return text.isdigit() or Path(text).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _open(source: VideoSource) -> cv2.VideoCapture:
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    if isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise VideoError(f"camera {source}: cannot open it; check the camera index")
+        return cap
+    path = Path(source)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such video file; check the path")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: not a readable video (unknown format, truncated or corrupt)")
+    return cap
+
+
+def _info(cap: cv2.VideoCapture, source: VideoSource) -> VideoInfo:
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    count = 0 if isinstance(source, int) else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    return VideoInfo(fps if fps > 0 else 0.0, count, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+
+
+def video_info(source: VideoSource) -> VideoInfo:
+    """Frame rate, frame count and size of a video file or camera (opens and closes it).
+
+    Raises :class:`VideoError` if it cannot be opened."""
+    cap = _open(source)
+    try:
+        return _info(cap, source)
+    finally:
+        cap.release()
+
+
+def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(index, time in seconds, BGR frame)`` for every ``every_n``-th frame of a video.
+
+    Skipped frames are grabbed but not decoded. Raises :class:`VideoError` when the video
+    cannot be opened, or -- after yielding the frames it could read -- when a file stops
+    decoding before the frame count in its header.
+    """
+    if every_n < 1:
+        raise ValueError(f"every_n must be >= 1, got {every_n}")
+    cap = _open(source)
+    try:
+        info = _info(cap, source)
+        index = 0
+        while True:
+            if index % every_n:
+                ok, frame = cap.grab(), None
+            else:
+                ok, frame = cap.read()
+            if not ok:
+                break
+            if frame is not None:
+                yield index, _frame_time(cap, index, info.fps), frame
+            index += 1
+        if info.frame_count and index < info.frame_count:
+            raise VideoError(f"{source}: decoding stopped after {index} of {info.frame_count} "
+                             "frames (file truncated or corrupt)")
+    finally:
+        cap.release()
+
+
+def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
+    if fps > 0:
+        return index / fps
+    return float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+
+
+def detect_video(recognizer: EmotionRecognizer, source: VideoSource, *, every_n: int = 1,
+                 smoothing: float = 0.0, iou_threshold: float = 0.3,
+                 max_age: int = 5) -> Iterator[VideoFrame]:
+    """Tracked faces with emotions in every ``every_n``-th frame of ``source``.
+
+    See :meth:`emotionkit.EmotionRecognizer.detect_video` for the arguments.
+    """
+    tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing)
+    for index, time, frame in read_frames(source, every_n):
+        faces = recognizer.detect_batch([frame])[0]
+        yield VideoFrame(index, time, tracker.update(faces), frame)
+
+
+class AnnotatedVideoWriter:
+    """Writes frames with each face's box, ``#id label probability`` drawn, to a video file.
+
+    The codec follows the file name: ``.mp4``/``.m4v``/``.mov`` use ``mp4v``, ``.avi`` and
+    ``.mkv`` use Motion JPEG. The writer opens on the first frame (its size sets the video
+    size). Use it as a context manager, or call :meth:`close`: a closed file is playable
+    even if the run was interrupted.
+
+    Args:
+        path: output video file.
+        fps: frames per second of the output (the input's rate divided by ``every_n``).
+    """
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _FOURCC:
+            raise VideoError(f"{self.path}: cannot write this video type; use "
+                             f"{', '.join(sorted(_FOURCC))}")
+        self.fps = fps if fps > 0 else 25.0
+        self._fourcc = _FOURCC[suffix]
+        self._writer: cv2.VideoWriter | None = None
+        self.frames = 0
+
+    def write(self, frame_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> None:
+        """Draw ``faces`` onto a copy of ``frame_bgr`` and append it to the video."""
+        from .annotate import draw_faces
+
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame_bgr.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self._fourcc),
+                                           self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise VideoError(f"{self.path}: cannot write the video; check the directory")
+        out = draw_faces(frame_bgr, faces)
+        for face in faces:
+            x, y, _, h = face.box
+            cv2.putText(out, f"#{face.face_id}", (x + 2, y + h - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.4, h / 200), (0, 200, 0), max(1, h // 100), cv2.LINE_AA)
+        self._writer.write(out)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file (safe to call twice)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> AnnotatedVideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,56 @@
+"""``emotionkit detect DIR``: empty directories and non-image files among images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_empty_directory_is_one_error(tmp_path: Path, brightness_model_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_cli("detect", str(empty), "-c", str(brightness_model_dir), "--format", "json")
+    assert res.returncode == 1
+    assert json.loads(res.stdout) == []
+    assert res.stderr.strip() == f"error: {empty}: directory holds no image files"
+
+
+def test_non_image_files_among_images(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                      brightness_model_dir: Path) -> None:
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(root / f"face{i}.png"), astronaut_bgr)
+    (root / "readme.txt").write_text("not an image")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    res = run_cli("detect", str(root), "-c", str(brightness_model_dir), "--format", "csv",
+                  "--detector", "haar")
+    assert res.returncode == 1  # broken.jpg has an image extension: reported, others run
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert sorted(Path(r["path"]).name for r in rows) == ["face0.png", "face1.png", "face2.png"]
+    assert "skipped 1 file(s)" in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.jpg" in errors[0]
+
+
+def test_annotate_must_be_a_directory_for_images(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                                 brightness_model_dir: Path) -> None:
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), astronaut_bgr)
+    res = run_cli("detect", str(image), "-c", str(brightness_model_dir), "--annotate",
+                  str(image))
+    assert res.returncode == 2 and "names a directory" in res.stderr

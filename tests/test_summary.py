@@ -1,0 +1,72 @@
+"""``emotionkit summary``: per-face shares and the timeline plot of detect's video rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from click.testing import CliRunner
+
+from emotionkit.cli import main
+
+HEADER = "path,frame,time,face_id,x,y,w,h,score,top_emotion,bright,dark\n"
+
+
+@pytest.fixture
+def rows_csv(tmp_path: Path) -> Path:
+    """Face 0 in 4 frames (3 bright, 1 dark); face 1 in 2 frames (dark)."""
+    lines = [
+        "v.mp4,0,0.0000,0,10,10,50,50,0.9,bright,0.9000,0.1000",
+        "v.mp4,0,0.0000,1,200,10,50,50,0.9,dark,0.2000,0.8000",
+        "v.mp4,1,0.1000,0,12,10,50,50,0.9,bright,0.8000,0.2000",
+        "v.mp4,1,0.1000,1,202,10,50,50,0.9,dark,0.4000,0.6000",
+        "v.mp4,2,0.2000,0,14,10,50,50,0.9,bright,0.7000,0.3000",
+        "v.mp4,3,0.3000,0,16,10,50,50,,dark,0.2000,0.8000",
+    ]
+    path = tmp_path / "rows.csv"
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    return path
+
+
+def test_json_summary(rows_csv: Path) -> None:
+    res = CliRunner().invoke(main, ["summary", str(rows_csv), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    face0, face1 = json.loads(res.output)
+    assert face0["face_id"] == 0 and face0["frames"] == 4
+    assert (face0["start"], face0["end"]) == (0.0, 0.3)
+    assert face0["share"] == {"bright": 0.75, "dark": 0.25}
+    assert face0["mean"]["bright"] == pytest.approx(0.65)
+    assert face1["share"] == {"bright": 0.0, "dark": 1.0}
+
+
+def test_table_and_plot(rows_csv: Path, tmp_path: Path) -> None:
+    png = tmp_path / "plots" / "timeline.png"
+    res = CliRunner().invoke(main, ["summary", str(rows_csv), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "v.mp4: face #0: 4 frames, 0.00-0.30 s: bright 75%, dark 25%" in res.output
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_csv_summary(rows_csv: Path) -> None:
+    res = CliRunner().invoke(main, ["summary", str(rows_csv), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == ("path,face_id,frames,start,end,share_bright,share_dark,"
+                        "mean_bright,mean_dark")
+    assert len(lines) == 3
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    image_rows = tmp_path / "images.csv"
+    image_rows.write_text("path,face,x,y,w,h,score,top_emotion,bright,dark\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text(HEADER)
+    for path, message in [(image_rows, "not a video results csv"),
+                          (empty, "holds no face rows"),
+                          (tmp_path / "missing.csv", "cannot read")]:
+        res = CliRunner().invoke(main, ["summary", str(path)])
+        assert res.exit_code == 1
+        assert res.output.startswith("error:") and message in res.output, res.output

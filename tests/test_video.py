@@ -1,0 +1,231 @@
+"""Video: IoU tracking, smoothing, detect_video on a real face video, and ``detect VIDEO``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emotionkit.results import Face
+from emotionkit.tracking import IoUTracker, iou
+
+N_FRAMES = 24
+FPS = 10.0
+
+
+def _face(box: tuple[int, int, int, int], bright: float) -> Face:
+    return Face(box=box, score=0.9, emotions={"bright": bright, "dark": 1 - bright})
+
+
+def _frames(astronaut_bgr: np.ndarray, n: int) -> list[np.ndarray]:
+    """A 640x480 canvas with the astronaut's head moving right 8 px a frame; the second
+    half of the frames is darkened to 45 % brightness."""
+    head = astronaut_bgr[20:260, 120:340]
+    frames = []
+    for i in range(n):
+        frame = np.full((480, 640, 3), 90, dtype=np.uint8)
+        x = 40 + 8 * (i % 40)
+        frame[100:340, x:x + 220] = head
+        if i >= n // 2:
+            frame = (frame * 0.45).astype(np.uint8)
+        frames.append(frame)
+    return frames
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fourcc: str = "MJPG") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (640, 480))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray) -> Path:
+    """A real 24-frame 10 frames/s MJPEG .avi: a face moving across, bright then dark."""
+    return _write_video(tmp_path_factory.mktemp("video") / "face.avi",
+                        _frames(astronaut_bgr, N_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def rec(brightness_model_dir: Path):
+    from emotionkit import EmotionRecognizer
+
+    return EmotionRecognizer(classifier=brightness_model_dir)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
+                          text=True, env=env)
+
+
+# --- tracking ------------------------------------------------------------------------------
+
+def test_iou() -> None:
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_tracker_keeps_ids_and_starts_new_ones() -> None:
+    tracker = IoUTracker(iou_threshold=0.3, max_age=1)
+    a, b = tracker.update([_face((0, 0, 50, 50), 0.9), _face((200, 0, 50, 50), 0.9)])
+    assert (a.face_id, b.face_id) == (0, 1)
+    # listed in the other order and moved a little: ids follow the boxes
+    b2, a2 = tracker.update([_face((205, 2, 50, 50), 0.9), _face((4, 3, 50, 50), 0.9)])
+    assert (a2.face_id, b2.face_id) == (0, 1)
+    assert tracker.update([]) == []  # both missed once: still within max_age
+    (again,) = tracker.update([_face((6, 3, 50, 50), 0.9)])
+    assert again.face_id == 0
+    tracker.update([])
+    tracker.update([])
+    (new,) = tracker.update([_face((6, 3, 50, 50), 0.9)])
+    assert new.face_id == 2  # track 0 expired; ids are not reused
+
+
+def test_tracker_smoothing_is_an_exponential_moving_average() -> None:
+    tracker = IoUTracker(smoothing=0.5)
+    tracker.update([_face((0, 0, 50, 50), 1.0)])
+    (f,) = tracker.update([_face((0, 0, 50, 50), 0.0)])
+    assert f.emotions["bright"] == pytest.approx(0.5)
+    assert f.raw_emotions["bright"] == 0.0
+    (f,) = tracker.update([_face((0, 0, 50, 50), 0.0)])
+    assert f.emotions["bright"] == pytest.approx(0.25)
+    assert sum(f.emotions.values()) == pytest.approx(1.0)
+    assert f.to_dict()["face_id"] == 0
+    with pytest.raises(ValueError, match="smoothing"):
+        IoUTracker(smoothing=1.0)
+
+
+# --- detect_video ----------------------------------------------------------------------------
+
+def test_detect_video_tracks_one_face_that_turns_dark(rec, face_video: Path) -> None:
+    frames = list(rec.detect_video(face_video))
+    assert [f.index for f in frames] == list(range(N_FRAMES))
+    assert frames[3].time == pytest.approx(0.3)
+    assert all(len(f.faces) == 1 for f in frames)
+    assert {f.faces[0].face_id for f in frames} == {0}
+    xs = [f.faces[0].box[0] for f in frames]
+    assert xs[-1] - xs[0] > 100  # the box follows the moving face
+    labels = [f.faces[0].top_emotion for f in frames]
+    assert labels[: N_FRAMES // 2] == ["bright"] * (N_FRAMES // 2)
+    assert labels[N_FRAMES // 2 :] == ["dark"] * (N_FRAMES // 2)
+
+
+def test_every_n_and_smoothing(rec, face_video: Path) -> None:
+    frames = list(rec.detect_video(str(face_video), every_n=3, smoothing=0.8))
+    assert [f.index for f in frames] == list(range(0, N_FRAMES, 3))
+    half = N_FRAMES // 2
+    first_dark = next(f for f in frames if f.index >= half)
+    face = first_dark.faces[0]
+    # raw says dark at once; the smoothed probability lags behind
+    assert face.raw_emotions["dark"] > 0.5 and face.top_emotion == "bright"
+    assert frames[-1].faces[0].top_emotion == "dark"
+
+
+def test_unreadable_and_truncated_videos(rec, face_video: Path, tmp_path: Path) -> None:
+    from emotionkit.video import VideoError
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    with pytest.raises(VideoError, match="not a readable video"):
+        list(rec.detect_video(bad))
+    with pytest.raises(VideoError, match="no such video file"):
+        list(rec.detect_video(tmp_path / "missing.avi"))
+    data = face_video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    seen = []
+    with pytest.raises(VideoError, match="truncated or corrupt"):
+        for frame in rec.detect_video(cut):
+            seen.append(frame.index)
+    assert 0 < len(seen) < N_FRAMES
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+def test_cli_csv_rows_and_annotated_video(face_video: Path, brightness_model_dir: Path,
+                                          tmp_path: Path) -> None:
+    out = tmp_path / "out" / "annotated.mp4"
+    res = run_cli("detect", str(face_video), "-c", str(brightness_model_dir), "--format", "csv",
+                  "--annotate", str(out), "--every-n", "2")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [int(r["frame"]) for r in rows] == list(range(0, N_FRAMES, 2))
+    assert {r["face_id"] for r in rows} == {"0"}
+    assert float(rows[1]["time"]) == pytest.approx(0.2)
+    assert rows[0]["top_emotion"] == "bright" and rows[-1]["top_emotion"] == "dark"
+    assert float(rows[0]["bright"]) + float(rows[0]["dark"]) == pytest.approx(1, abs=1e-3)
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES // 2
+    ok, first = cap.read()
+    assert ok and first.shape == (480, 640, 3)
+    cap.release()
+
+
+def test_cli_json_rows(face_video: Path, brightness_model_dir: Path) -> None:
+    res = run_cli("detect", str(face_video), "-c", str(brightness_model_dir), "--format", "json",
+                  "--every-n", "6", "--smoothing", "0.5")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["frame"] for r in rows] == [0, 6, 12, 18]
+    assert rows[0]["face_id"] == 0 and len(rows[0]["box"]) == 4
+    assert set(rows[0]["emotions"]) == {"bright", "dark"}
+
+
+def test_cli_truncated_video_keeps_rows(face_video: Path, brightness_model_dir: Path,
+                                        tmp_path: Path) -> None:
+    data = face_video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    res = run_cli("detect", str(cut), "-c", str(brightness_model_dir), "--format", "json")
+    assert res.returncode == 1
+    assert len(json.loads(res.stdout)) > 0  # the list is closed and holds the rows read
+    assert res.stderr.count("error:") == 1 and "truncated or corrupt" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_video_errors_are_one_line(face_video: Path, brightness_model_dir: Path,
+                                       tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\0" * 100)
+    res = run_cli("detect", str(bad), "-c", str(brightness_model_dir))
+    assert res.returncode == 1 and res.stderr.strip().startswith("error:")
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run_cli("detect", str(face_video), str(face_video.with_suffix(".jpg")), "-c",
+                  str(brightness_model_dir))
+    assert res.returncode == 2 and "cannot mix videos and images" in res.stderr
+
+
+def test_ctrl_c_keeps_rows_written_so_far(astronaut_bgr: np.ndarray, brightness_model_dir: Path,
+                                          tmp_path: Path) -> None:
+    long_video = _write_video(tmp_path / "long.avi", _frames(astronaut_bgr, 400))
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    out = tmp_path / "ann.avi"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emotionkit", "detect", str(long_video), "-c",
+         str(brightness_model_dir), "--format", "csv", "--annotate", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(4)]  # header + 3 rows
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = list(csv.DictReader(io.StringIO("".join(lines) + rest)))
+    assert 3 <= len(rows) < 400
+    assert [int(r["frame"]) for r in rows] == list(range(len(rows)))
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and cap.read()[0]  # the partial annotated video is playable
+    cap.release()
