@@ -18,7 +18,7 @@ from test_datasets import face_crops
 
 def _runner() -> CliRunner:
     """In-process CLI runs (fd 2 is left alone so the runner captures error lines)."""
-    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
+    return CliRunner()
 
 
 def test_metrics_match_hand_computation(tmp_path: Path) -> None:

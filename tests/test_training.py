@@ -31,7 +31,7 @@ from test_datasets import face_crops, write_face_folders
 
 def _runner() -> CliRunner:
     """In-process CLI runs (fd 2 is left alone so the runner captures error lines)."""
-    return CliRunner(env={"EMOTIONKIT_NATIVE_LOGS": "1"})
+    return CliRunner()
 
 
 # a fast fer-cnn variant for tiny data
@@ -126,9 +126,12 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     runner = _runner()
     result = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
-                                  "--batch-size", "16", "--quiet", "--val-fraction", "0.25"])
+                                  "--batch-size", "16", "--quiet", "--val-fraction", "0.25",
+                                  "--arch-option", "widths=[8, 16]"])
     assert result.exit_code == 0, result.output
     assert "val accuracy" in result.output
+    assert ModelConfig.read(out / "config.json").extra["training"]["arch_options"]["widths"] \
+        == [8, 16]
     again = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1"])
     assert again.exit_code == 1 and "--resume" in again.output
     assert "Traceback" not in again.output
@@ -147,6 +150,9 @@ def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
     result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
                                        str(tmp_path / "o"), "--arch", "nope"])
     assert result.exit_code == 1 and "unknown architecture" in result.output
+    result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
+                                       str(tmp_path / "o"), "--arch-option", "widht=3"])
+    assert result.exit_code == 1 and "unknown option(s) widht" in result.output
 
 
 def _write_tiny_fer(path: Path, n: int = 300) -> None:
@@ -202,3 +208,11 @@ def test_killed_cli_run_resumes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == target and len(metrics["history"]["loss"]) == target
+
+
+def test_arch_options_are_recorded_in_full_and_checked(tmp_path: Path) -> None:
+    trainer = Trainer(tmp_path / "x", arch_options={"widths": [16, 32]})
+    options = trainer.args["arch_options"]
+    assert options["widths"] == [16, 32] and options["convs_per_block"] == 2
+    with pytest.raises(TrainingError, match="unknown option"):
+        Trainer(tmp_path / "x", arch_options={"width": 3})

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -15,7 +15,7 @@ from ._common import fail, report, run_or_fail
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".jfif"}
-_CHUNK = 64  # images loaded and classified together
+_CHUNK = 64  # images whose faces are classified together
 
 
 @click.command(short_help="Find faces in images or videos and classify their emotions.")
@@ -24,8 +24,18 @@ _CHUNK = 64  # images loaded and classified together
               help="Face detector: mediapipe, haar, none (whole image is one face), or a plugin.")
 @click.option("--classifier", "-c", default="fer-cnn", show_default=True,
               help="Classifier name, or path to a Keras model file / model directory.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True, help="Output format on stdout.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]),
+              default="table", show_default=True,
+              help="Output format. jsonl: one JSON object per line (images: one per image, "
+                   "with its faces; videos: one per face per frame).")
+@click.option("--output", "-o", "output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write results to this file (streamed as they come) instead of stdout.")
+@click.option("--resume", is_flag=True,
+              help="Images, with --output and --format jsonl: skip the images already in the "
+                   "output file and append the others (a run that was stopped goes on).")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images: decode and detect in this many worker processes; faces are still "
+                   "classified in batches in the main process. 1 = no worker processes.")
 @click.option("--annotate", "annotate", type=click.Path(path_type=Path),
               help="Images: write a copy of each image with boxes and labels into this "
                    "directory. A video: write the annotated video to this file (.mp4, .avi).")
@@ -37,11 +47,16 @@ _CHUNK = 64  # images loaded and classified together
                    "(0 = off; 0.5-0.8 stops labels from flickering).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
-           annotate: Path | None, every_n: int, smoothing: float, quiet: bool) -> None:
+           output: Path | None, resume: bool, workers: int, annotate: Path | None,
+           every_n: int, smoothing: float, quiet: bool) -> None:
     """Find faces in IMAGE_OR_DIR... or VIDEO... and print each face's box and emotions.
 
     Directories are walked recursively for image files. A bad file is reported on stderr
     and the others still run; the exit code is then 1.
+
+    Large collections: --output FILE streams the results to FILE, --workers N decodes and
+    detects in N processes, and with --format jsonl, --resume skips the images already in
+    FILE (one record per image, zero-face and failed images included).
 
     Videos (.mp4, .avi, .mov, .mkv, .webm, .m4v, or a camera index such as 0) give one row
     per face per processed frame, with the frame number, time in seconds and a face id that
@@ -52,6 +67,7 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     Examples:
       emotionkit detect photo.jpg
       emotionkit detect photos/ --format csv > faces.csv
+      emotionkit detect photos/ --format jsonl -o faces.jsonl --workers 2 --resume
       emotionkit detect photo.jpg --annotate annotated/
       emotionkit detect clip.mp4 --format csv --smoothing 0.6 --annotate clip-out.mp4 > rows.csv
     """
@@ -65,8 +81,23 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
         fail("--annotate with videos names one output video; give one input video", 2)
     if not all(videos) and annotate is not None and annotate.is_file():
         fail(f"--annotate {annotate}: is a file; for images it names a directory", 2)
+    if resume and output is None:
+        fail("--resume needs --output FILE: it skips the images already in that file", 2)
+    if resume and (fmt != "jsonl" or all(videos)):
+        fail("--resume works for images with --format jsonl (one record per image)", 2)
+    if workers > 1 and all(videos):
+        fail("--workers applies to images; a video is read in one process", 2)
     rec = run_or_fail(EmotionRecognizer, detector=detector, classifier=classifier, exit_code=2)
-    writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels)
+    done: set[str] = set()
+    if resume and output is not None and output.exists():
+        done = _recorded_paths(output)
+    try:
+        stream = (sys.stdout if output is None
+                  else open(output, "a" if resume else "w", encoding="utf-8"))  # noqa: SIM115
+    except OSError as exc:
+        fail(f"--output {output}: cannot open for writing ({exc.strerror})", 2)
+    writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels,
+                                                                         stream)
     problems: list[str] = []
     try:
         if all(videos):
@@ -74,7 +105,8 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
                 _detect_video(rec, str(item), writer, problems, annotate=annotate,
                               every_n=every_n, smoothing=smoothing, quiet=quiet)
         else:
-            _detect_images(rec, inputs, writer, problems, annotate)
+            _detect_images(rec, inputs, writer, problems, annotate, detector=detector,
+                           workers=workers, done=done, output=output, quiet=quiet)
     except KeyboardInterrupt:
         writer.close()
         click.echo("interrupted: the results written so far are kept", err=True)
@@ -85,25 +117,61 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
 
 
 def _detect_images(rec: Any, inputs: tuple[Path, ...], writer: _Writer, problems: list[str],
-                   annotate_dir: Path | None) -> None:
-    from ..errors import EmotionKitError
+                   annotate_dir: Path | None, *, detector: str, workers: int, done: set[str],
+                   output: Path | None, quiet: bool) -> None:
+    from tqdm import tqdm
 
-    for chunk in _chunks(_expand(inputs, problems), _CHUNK):
-        loaded = []
-        for path, root in chunk:
-            try:
-                loaded.append((path, root, _load(path)))
-            except EmotionKitError as exc:
-                problems.append(str(exc))
-                report(str(exc))
-                writer.error(path, str(exc))
-        if not loaded:
-            continue
-        results = rec.detect_batch([image for _, _, image in loaded])
-        for (path, root, image), faces in zip(loaded, results):
-            writer.faces(path, faces)
+    from ..batch import iter_detect_paths
+
+    items = list(_expand(inputs, problems))
+    if done:
+        before = len(items)
+        items = [(path, root) for path, root in items if str(path) not in done]
+        click.echo(f"resume: {before - len(items)} of {before} images already in {output}",
+                   err=True)
+    if not items:
+        return
+    results = iter_detect_paths(
+        [path for path, _ in items],
+        detector=rec.detector if workers == 1 else detector,
+        classifier=rec.classifier, margin=rec.margin, workers=workers, chunk_size=_CHUNK,
+        keep_images=annotate_dir is not None)
+    show = not quiet and output is not None and sys.stderr.isatty()
+    with tqdm(total=len(items), unit="img", file=sys.stderr, disable=not show,
+              dynamic_ncols=True) as bar:
+        for (path, root), result in zip(items, results):
+            bar.update(1)
+            if result.error is not None:
+                problems.append(result.error)
+                report(result.error)
+                writer.error(path, result.error)
+                continue
+            writer.faces(path, result.faces)
             if annotate_dir is not None:
-                _write_annotated(annotate_dir, path, root, image, faces)
+                _write_annotated(annotate_dir, path, root, result.image, result.faces)
+
+
+def _recorded_paths(output: Path) -> set[str]:
+    """The ``path`` of every whole JSON line in ``output``. A last line cut short (a run
+    that was killed while writing) is removed from the file so that appending goes on
+    from a whole line."""
+    data = output.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with open(output, "r+b") as f:
+            f.truncate(keep)
+        data = data[:keep]
+        click.echo(f"resume: {output}: dropped a cut-off last line", err=True)
+    paths: set[str] = set()
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            paths.add(str(json.loads(line)["path"]))
+        except (ValueError, KeyError, TypeError):
+            fail(f"--resume: {output} line {number} is not an emotionkit jsonl record; "
+                 "resume only the jsonl file of an earlier run", 2)
+    return paths
 
 
 def _detect_video(rec: Any, source: str, writer: _Writer, problems: list[str], *,
@@ -136,12 +204,6 @@ def _detect_video(rec: Any, source: str, writer: _Writer, problems: list[str], *
             out.close()
 
 
-def _load(path: Path) -> Any:
-    from ..io import load_image
-
-    return load_image(path)
-
-
 def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Path, Path | None]]:
     """Each input file, and the image files under each input directory, with that root.
 
@@ -163,17 +225,6 @@ def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Pat
             yield item, None
 
 
-def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _write_annotated(out_dir: Path, path: Path, root: Path | None, image: Any,
                      faces: list[Any]) -> None:
     import cv2
@@ -190,18 +241,21 @@ def _write_annotated(out_dir: Path, path: Path, root: Path | None, image: Any,
 
 
 class _Writer:
-    """Streams results to stdout as a table, one JSON list, or CSV rows; subclasses choose
-    the rows. Output is flushed after each image or frame, so an interrupted run keeps it."""
+    """Streams results as a table, one JSON list, JSON lines or CSV rows to stdout or a
+    file; subclasses choose the rows. Output is flushed after each image or frame, so an
+    interrupted run keeps it."""
 
-    def __init__(self, fmt: str, labels: tuple[str, ...], header: list[str]) -> None:
+    def __init__(self, fmt: str, labels: tuple[str, ...], header: list[str],
+                 out: TextIO) -> None:
         self.fmt = fmt
         self.labels = labels
+        self.out = out
         self._first_json = True
         self._closed = False
         if fmt == "json":
-            sys.stdout.write("[")
+            out.write("[")
         elif fmt == "csv":
-            self._csv = csv.writer(sys.stdout, lineterminator="\n")
+            self._csv = csv.writer(out, lineterminator="\n")
             self._csv.writerow([*header, "score", "top_emotion", *labels])
 
     def faces(self, path: Path, faces: list[Any]) -> None:
@@ -211,15 +265,23 @@ class _Writer:
         raise NotImplementedError
 
     def error(self, path: Path, message: str) -> None:
-        if self.fmt == "json":
+        if self.fmt in ("json", "jsonl"):
             self._json({"path": str(path), "faces": [], "error": message})
+            self.out.flush()
 
     def close(self) -> None:
-        """End the JSON list (once) and flush."""
-        if self.fmt == "json" and not self._closed:
-            sys.stdout.write("]\n")
+        """End the JSON list (once), flush, and close an output file."""
+        if self._closed:
+            return
+        if self.fmt == "json":
+            self.out.write("]\n")
         self._closed = True
-        sys.stdout.flush()
+        self.out.flush()
+        if self.out is not sys.stdout:
+            self.out.close()
+
+    def _echo(self, line: str) -> None:
+        click.echo(line, file=self.out)
 
     def _csv_row(self, first: list[Any], face: Any) -> None:
         score = "" if face.score is None else f"{face.score:.4f}"
@@ -227,7 +289,10 @@ class _Writer:
                             *(f"{face.emotions[k]:.4f}" for k in self.labels)])
 
     def _json(self, obj: dict[str, Any]) -> None:
-        sys.stdout.write(("" if self._first_json else ",\n") + json.dumps(obj))
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(obj) + "\n")
+        else:
+            self.out.write(("" if self._first_json else ",\n") + json.dumps(obj))
         self._first_json = False
 
 
@@ -240,37 +305,38 @@ def _top3(face: Any) -> str:
 class _ImageWriter(_Writer):
     """One JSON object per image, or one CSV/table row per face."""
 
-    def __init__(self, fmt: str, labels: tuple[str, ...]) -> None:
-        super().__init__(fmt, labels, ["path", "face", "x", "y", "w", "h"])
+    def __init__(self, fmt: str, labels: tuple[str, ...], out: TextIO) -> None:
+        super().__init__(fmt, labels, ["path", "face", "x", "y", "w", "h"], out)
 
     def faces(self, path: Path, faces: list[Any]) -> None:
-        if self.fmt == "json":
+        if self.fmt in ("json", "jsonl"):
             self._json({"path": str(path), "faces": [f.to_dict() for f in faces], "error": None})
         elif self.fmt == "csv":
             for i, face in enumerate(faces):
                 self._csv_row([str(path), i], face)
         else:
             if not faces:
-                click.echo(f"{path}: no faces")
+                self._echo(f"{path}: no faces")
             for i, face in enumerate(faces):
-                click.echo(f"{path}: face {i} {_top3(face)}")
-        sys.stdout.flush()
+                self._echo(f"{path}: face {i} {_top3(face)}")
+        self.out.flush()
 
 
 class _VideoRowWriter(_Writer):
     """One row (CSV line, JSON object or table line) per face per processed frame."""
 
-    def __init__(self, fmt: str, labels: tuple[str, ...]) -> None:
-        super().__init__(fmt, labels, ["path", "frame", "time", "face_id", "x", "y", "w", "h"])
+    def __init__(self, fmt: str, labels: tuple[str, ...], out: TextIO) -> None:
+        super().__init__(fmt, labels, ["path", "frame", "time", "face_id", "x", "y", "w", "h"],
+                         out)
 
     def frame(self, source: str, frame: Any) -> None:
         for face in frame.faces:
-            if self.fmt == "json":
+            if self.fmt in ("json", "jsonl"):
                 self._json({"path": source, "frame": frame.index,
                             "time": round(frame.time, 4), **face.to_dict()})
             elif self.fmt == "csv":
                 self._csv_row([source, frame.index, f"{frame.time:.4f}", face.face_id], face)
             else:
-                click.echo(f"{source}: frame {frame.index} ({frame.time:.2f} s): "
+                self._echo(f"{source}: frame {frame.index} ({frame.time:.2f} s): "
                            f"face #{face.face_id} {_top3(face)}")
-        sys.stdout.flush()
+        self.out.flush()

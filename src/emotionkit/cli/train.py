@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +33,9 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Output model directory (model.keras, config.json, metrics, plots).")
 @click.option("--arch", default="fer-cnn", show_default=True, help="Architecture name.")
+@click.option("--arch-option", "arch_option", multiple=True, metavar="KEY=VALUE",
+              help="Architecture option, VALUE as JSON (e.g. widths=[32,64,128,256]); "
+              "repeatable.")
 @click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float,
@@ -55,7 +60,8 @@ def setup_logging(quiet: bool = False) -> None:
               "dataset's training split).")
 @click.option("--val-split", default=None, help="Split to select on (default: validation).")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(data: Path, out_dir: Path, arch: str, epochs: int, batch_size: int,
+def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...], epochs: int,
+          batch_size: int,
           learning_rate: float, weight_decay: float, label_smoothing: float, class_weight: str,
           no_augment: bool, patience: int, seed: int, resume: bool, val_fraction: float,
           labels: str | None, ferplus: Path | None, train_split: str | None,
@@ -72,7 +78,8 @@ def train(data: Path, out_dir: Path, arch: str, epochs: int, batch_size: int,
     setup_logging(quiet)
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     trainer = run_or_fail(
-        Trainer, out_dir, arch, epochs=epochs, batch_size=batch_size,
+        Trainer, out_dir, arch, arch_options=_parse_options(arch_option), epochs=epochs,
+        batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, label_smoothing=label_smoothing,
         class_weight=class_weight, augment=not no_augment, patience=patience, seed=seed,
         resume=resume, progress=not quiet,
@@ -89,3 +96,16 @@ def train(data: Path, out_dir: Path, arch: str, epochs: int, batch_size: int,
     val = metrics["val"]
     click.echo(f"{out_dir}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
                f"val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}")
+
+
+def _parse_options(items: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--arch-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options

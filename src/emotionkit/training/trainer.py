@@ -19,6 +19,7 @@ counter are kept in ``OUT/checkpoint/state.json``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ from .._version import __version__
 from ..classifiers.config import CONFIG_NAME, ModelConfig
 from ..classifiers.preprocess import pixels_to_input
 from ..errors import EmotionKitError
-from .architectures import get_architecture
+from .architectures import Architecture, get_architecture
 from .datasets import ImageData
 from .evaluation import EvaluationReport, evaluate_classifier, save_history_png
 
@@ -127,7 +128,7 @@ class Trainer:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
         self.args: dict[str, Any] = {
             "arch": arch,
-            "arch_options": dict(arch_options or {}),
+            "arch_options": _resolve_options(self.architecture, arch_options or {}),
             "epochs": int(epochs),
             "batch_size": int(batch_size),
             "learning_rate": float(learning_rate),
@@ -240,7 +241,10 @@ class Trainer:
                     f"cannot resume {self.out_dir}: the {split} data differ from the run's "
                     f"({before} vs {now})"
                 )
-        old_args = old.extra.get("training", {})
+        old_args = dict(old.extra.get("training", {}))
+        old_args["arch_options"] = _resolve_options(
+            self.architecture, old_args.get("arch_options") or {}
+        )
         changed = [k for k in _RESUME_MUST_MATCH if old_args.get(k) != self.args[k]]
         if changed or old.labels != config.labels:
             raise TrainingError(
@@ -445,6 +449,24 @@ class _Progress(_keras_callback_base()):  # type: ignore[misc]
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _resolve_options(arch: Architecture, options: dict[str, Any]) -> dict[str, Any]:
+    """The builder's keyword defaults updated with ``options`` (so config.json records the
+    exact architecture even if defaults change later); unknown names are an error."""
+    params = inspect.signature(arch.builder).parameters
+    defaults = {
+        name: p.default for name, p in params.items()
+        if p.default is not inspect.Parameter.empty and name != "name"
+    }
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TrainingError(
+            f"unknown option(s) {', '.join(unknown)} for architecture {arch.name!r}; "
+            f"known: {', '.join(sorted(defaults))}"
+        )
+    resolved: dict[str, Any] = json.loads(json.dumps({**defaults, **options}))
+    return resolved
 
 
 def _truncate_state(state: dict[str, Any], epochs: int) -> dict[str, Any]:

@@ -1,0 +1,140 @@
+"""``emotionkit.batch`` (process pool) and ``emotionkit detect --output/--resume/--workers``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emotionkit.batch import iter_detect_paths
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
+                          text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray) -> Path:
+    """Real photos: the astronaut brightened, darkened, mirrored and scaled; a photo with
+    no face (coffee); a broken file with an image extension."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    bright = np.clip(astronaut_bgr.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)
+    dark = (astronaut_bgr.astype(np.float32) * 0.45).astype(np.uint8)
+    cv2.imwrite(str(root / "a_bright.png"), bright)
+    cv2.imwrite(str(root / "b_dark.jpg"), dark)
+    cv2.imwrite(str(root / "c_mirror.png"), astronaut_bgr[:, ::-1])
+    cv2.imwrite(str(root / "d_small.jpg"), cv2.resize(astronaut_bgr, (320, 320)))
+    cv2.imwrite(str(root / "e_coffee.png"), np.ascontiguousarray(data.coffee()[:, :, ::-1]))
+    (root / "f_broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    cv2.imwrite(str(root / "g_dark_mirror.png"), dark[:, ::-1])
+    return root
+
+
+def _summary(results) -> list[tuple[str, list, str | None]]:
+    return [(Path(r.path).name, [f.to_dict() for f in r.faces], r.error) for r in results]
+
+
+def test_workers_give_the_same_results_in_order(photo_dir: Path,
+                                                brightness_model_dir: Path) -> None:
+    paths = sorted(photo_dir.iterdir())
+    one = _summary(iter_detect_paths(paths, detector="mediapipe",
+                                     classifier=brightness_model_dir, chunk_size=3))
+    two = _summary(iter_detect_paths(paths, detector="mediapipe",
+                                     classifier=brightness_model_dir, workers=2, chunk_size=3))
+    assert one == two
+    assert [name for name, _, _ in one] == [p.name for p in paths]
+    by_name = {name: (faces, error) for name, faces, error in one}
+    assert [f["top_emotion"] for f in by_name["a_bright.png"][0]] == ["bright"]
+    assert [f["top_emotion"] for f in by_name["b_dark.jpg"][0]] == ["dark"]
+    assert [f["top_emotion"] for f in by_name["g_dark_mirror.png"][0]] == ["dark"]
+    assert by_name["e_coffee.png"] == ([], None)
+    assert by_name["f_broken.jpg"][0] == [] and "not a readable image" in by_name["f_broken.jpg"][1]
+
+
+def test_keep_images_and_bad_arguments(photo_dir: Path, brightness_model_dir: Path) -> None:
+    path = photo_dir / "d_small.jpg"
+    (result,) = iter_detect_paths([path], detector="haar", classifier=brightness_model_dir,
+                                  keep_images=True)
+    assert result.image is not None and result.image.shape == (320, 320, 3)
+    with pytest.raises(ValueError, match="workers"):
+        next(iter_detect_paths([path], classifier=brightness_model_dir, workers=0))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: Path,
+                                                    brightness_model_dir: Path) -> None:
+    out = tmp_path / "faces.jsonl"
+    model = str(brightness_model_dir)
+    full = run_cli("detect", str(photo_dir), "-c", model, "--detector", "haar", "--format",
+                   "jsonl", "-o", str(out), "-q")
+    assert full.returncode == 1  # the broken file
+    assert full.stdout == ""
+    records = _jsonl(out)
+    names = [Path(r["path"]).name for r in records]
+    assert names == sorted(p.name for p in photo_dir.iterdir())
+    assert set(records[0]) == {"path", "faces", "error"}
+    broken = next(r for r in records if r["path"].endswith("f_broken.jpg"))
+    assert broken["faces"] == [] and "not a readable image" in broken["error"]
+
+    # A run killed while writing: three whole records and half of the fourth.
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    resumed = run_cli("detect", str(photo_dir), "-c", model, "--detector", "haar",
+                      "--format", "jsonl", "-o", str(out), "--resume", "-q")
+    assert resumed.returncode == 1, resumed.stderr  # f_broken.jpg was not recorded yet
+    assert "3 of 7 images already in" in resumed.stderr
+    assert _jsonl(out) == records
+
+    # Everything recorded: nothing to do, exit 0, file unchanged.
+    again = run_cli("detect", str(photo_dir), "-c", model, "--detector", "haar",
+                    "--format", "jsonl", "-o", str(out), "--resume", "-q")
+    assert again.returncode == 0, again.stderr
+    assert _jsonl(out) == records
+
+
+def test_cli_workers_match_in_process(photo_dir: Path, tmp_path: Path,
+                                      brightness_model_dir: Path) -> None:
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}.jsonl"
+        res = run_cli("detect", str(photo_dir), "-c", str(brightness_model_dir), "--format",
+                      "jsonl", "-o", str(out), "--workers", workers, "-q")
+        assert res.returncode == 1 and res.stderr.count("error:") == 1, res.stderr
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+
+
+def test_option_errors(tmp_path: Path, brightness_model_dir: Path,
+                       astronaut_bgr: np.ndarray) -> None:
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), astronaut_bgr)
+    model = str(brightness_model_dir)
+    res = run_cli("detect", str(image), "-c", model, "--resume", "--format", "jsonl")
+    assert res.returncode == 2 and "--resume needs --output" in res.stderr
+    res = run_cli("detect", str(image), "-c", model, "--resume", "-o",
+                  str(tmp_path / "x.csv"), "--format", "csv")
+    assert res.returncode == 2 and "--format jsonl" in res.stderr
+
+
+def test_empty_directory_with_output(tmp_path: Path, brightness_model_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out.jsonl"
+    res = run_cli("detect", str(empty), "-c", str(brightness_model_dir), "--format", "jsonl",
+                  "-o", str(out), "--workers", "2")
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"error: {empty}: directory holds no image files"
+    assert out.read_text() == ""

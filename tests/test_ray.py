@@ -1,0 +1,58 @@
+"""``emotionkit.integrations.ray`` in a local Ray instance on a few real photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_detect_dataset_from_bytes_and_paths(local_ray, tmp_path: Path,
+                                             astronaut_bgr: np.ndarray,
+                                             brightness_model_dir: Path) -> None:
+    from skimage import data
+
+    from emotionkit.integrations.ray import EmotionPredictor, detect_dataset
+
+    bright = np.clip(astronaut_bgr.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)
+    dark = (astronaut_bgr.astype(np.float32) * 0.45).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "bright.png"), bright)
+    cv2.imwrite(str(tmp_path / "dark.jpg"), dark)
+    cv2.imwrite(str(tmp_path / "coffee.png"), np.ascontiguousarray(data.coffee()[:, :, ::-1]))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+
+    ds = local_ray.data.read_binary_files(str(tmp_path), include_paths=True)
+    rows = detect_dataset(ds, detector="haar", classifier=str(brightness_model_dir),
+                          concurrency=1, batch_size=8).take_all()
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert sorted(by_name) == ["bright.png", "broken.png", "coffee.png", "dark.jpg"]
+    assert "bytes" not in rows[0]
+    for name, label in (("bright.png", "bright"), ("dark.jpg", "dark")):
+        assert (by_name[name]["num_faces"], by_name[name]["top_emotion"]) == (1, label)
+    assert by_name["coffee.png"]["num_faces"] == 0 and by_name["coffee.png"]["error"] == ""
+    assert "broken.png" in by_name["broken.png"]["error"]
+    faces = json.loads(by_name["dark.jpg"]["faces"])
+    assert faces[0]["top_emotion"] == "dark" and len(faces[0]["box"]) == 4
+
+    # The same predictor on a batch of paths, called directly (what each actor runs).
+    predictor = EmotionPredictor(detector="haar", classifier=str(brightness_model_dir))
+    out = predictor({"path": np.array([str(tmp_path / "bright.png"), str(tmp_path / "x.png")])})
+    assert list(out["num_faces"]) == [1, 0]
+    assert json.loads(out["faces"][0]) == json.loads(by_name["bright.png"]["faces"])
+    assert "no such file" in out["error"][1]
