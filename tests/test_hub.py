@@ -372,3 +372,39 @@ def test_models_cli(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "error: me/missing: repository not found" in failed.stderr
     unknown = runner.invoke(cli, ["models", "info", "nope"])
     assert unknown.exit_code == 1 and "error: unknown hub model 'nope'" in unknown.stderr
+
+
+def test_train_push_and_load_elsewhere_end_to_end(
+    hub_env: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's whole path: ``emotionkit train`` on real faces, ``models push``, then
+    ``hf://`` in a fresh process with an empty cache gives the same probabilities."""
+    from emotionkit.classifiers import load_classifier
+    from test_datasets import face_crops, write_face_folders
+
+    data = write_face_folders(tmp_path / "faces", n=16)
+    out = tmp_path / "run"
+    trained = _runner().invoke(cli, [
+        "train", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+        "--arch-option", "widths=[8,16]", "--quiet", "--seed", "3"])
+    assert trained.exit_code == 0, trained.output
+    pushed = _runner().invoke(cli, ["models", "push", str(out), "--repo-id", "me/faces"])
+    assert pushed.exit_code == 0, pushed.output
+    assert {"model.keras", "config.json", "metrics.json", "README.md"} <= set(
+        hub_env.repos["me/faces"].commits[hub_env.repos["me/faces"].refs["main"]])
+
+    crops = face_crops(3, 7)
+    np.savez(tmp_path / "crops.npz", *crops)
+    local = load_classifier(out).predict(crops)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_CACHE"}
+    env["HF_HOME"] = str(tmp_path / "elsewhere")
+    code = ("import numpy as np, sys; from emotionkit import EmotionRecognizer; "
+            "rec = EmotionRecognizer(detector='none', classifier='hf://me/faces'); "
+            "crops = np.load(sys.argv[1]); "
+            "np.save(sys.argv[2], rec.classify([crops[k] for k in sorted(crops.files, "
+            "key=lambda k: int(k.split('_')[1]))]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "crops.npz"),
+                           str(tmp_path / "remote.npy")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "remote.npy"), local, atol=1e-5)
