@@ -74,6 +74,10 @@ def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
 
     # Ctrl-C goes to the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # N workers share the cores: OpenCV's own thread pool in each would oversubscribe them.
+    import cv2
+
+    cv2.setNumThreads(1)
     _worker_state.update(detector=_resolve_detector(detector), margin=margin,
                          keep_images=keep_images)
 
