@@ -40,8 +40,8 @@ _add_pyenv_interpreters()
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Install the package (not editable) with its test extra and run pytest."""
-    session.install(".[test]")
+    """Install the package (not editable) with its test and ray extras and run pytest."""
+    session.install(".[test,ray]")
     session.run("pytest", *session.posargs)
 
 
