@@ -59,9 +59,9 @@ def make_classifier(spec: str | None) -> tuple[Any, str]:
     from emotionkit.classifiers.keras_model import load_classifier
 
     if spec:
-        from emotionkit.recognizer import _resolve_classifier
+        from emotionkit.recognizer import resolve_classifier
 
-        return _resolve_classifier(spec), spec
+        return resolve_classifier(spec), spec
     try:
         return create_classifier("fer-cnn"), "fer-cnn (bundled)"
     except ModelLoadError:

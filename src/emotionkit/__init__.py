@@ -14,7 +14,7 @@ from ._version import __version__
 from .classifiers.base import FER_LABELS
 from .errors import EmotionKitError, ImageLoadError, ModelLoadError, UnknownPluginError
 from .io import load_image
-from .recognizer import EmotionRecognizer
+from .recognizer import EmotionRecognizer, resolve_classifier, resolve_detector
 from .registry import (
     create_classifier,
     create_detector,
@@ -42,4 +42,6 @@ __all__ = [
     "load_image",
     "register_classifier",
     "register_detector",
+    "resolve_classifier",
+    "resolve_detector",
 ]

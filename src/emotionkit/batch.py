@@ -70,7 +70,7 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
-    from .recognizer import _resolve_detector
+    from .recognizer import resolve_detector
 
     # Ctrl-C goes to the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -78,7 +78,7 @@ def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _worker_state.update(detector=_resolve_detector(detector), margin=margin,
+    _worker_state.update(detector=resolve_detector(detector), margin=margin,
                          keep_images=keep_images)
 
 
@@ -133,14 +133,14 @@ def iter_detect_paths(
     An unreadable image gives a result with ``error`` set and the run goes on. Closing
     the generator early (``break``, Ctrl-C) stops and joins the workers.
     """
-    from .recognizer import EmotionRecognizer, _resolve_detector
+    from .recognizer import EmotionRecognizer, resolve_detector
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
-    local_detector = _resolve_detector(detector) if workers == 1 else "none"
+    local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)
     used_margin = rec.classifier.crop_margin if margin is None else margin
 

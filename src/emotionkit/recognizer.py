@@ -16,7 +16,7 @@ from .results import Detection, Face
 if TYPE_CHECKING:
     from .video import VideoFrame
 
-__all__ = ["EmotionRecognizer"]
+__all__ = ["EmotionRecognizer", "resolve_classifier", "resolve_detector"]
 
 
 class EmotionRecognizer:
@@ -49,8 +49,8 @@ class EmotionRecognizer:
         margin: float | None = None,
         batch_size: int = 256,
     ) -> None:
-        self.classifier = _resolve_classifier(classifier)
-        self.detector = _resolve_detector(detector)
+        self.classifier = resolve_classifier(classifier)
+        self.detector = resolve_detector(detector)
         self.margin = margin
         self.batch_size = batch_size
 
@@ -143,7 +143,8 @@ def _to_face(det: Detection, labels: tuple[str, ...], probs: np.ndarray) -> Face
     return Face(box=det.box, score=det.score, emotions=emotions, landmarks=dict(det.landmarks))
 
 
-def _resolve_detector(detector: str | Any) -> Any:
+def resolve_detector(detector: str | Any) -> Any:
+    """A detector from a registered name, or ``detector`` itself if it has ``detect()``."""
     if isinstance(detector, str):
         return _detectors.create(detector)
     if not callable(getattr(detector, "detect", None)):
@@ -151,7 +152,10 @@ def _resolve_detector(detector: str | Any) -> Any:
     return detector
 
 
-def _resolve_classifier(classifier: str | Path | Any) -> Any:
+def resolve_classifier(classifier: str | Path | Any) -> Any:
+    """A classifier from a registered name, a model file or directory path, an
+    ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels`` and
+    ``predict()`` -- the rules of ``EmotionRecognizer(classifier=...)``."""
     if isinstance(classifier, str) and classifier.startswith("hf://"):
         from .hub import load_hub_classifier
 

@@ -32,12 +32,12 @@ __all__ = ["evaluate"]
 def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt: str,
              out_dir: Path | None, labels: str | None, ferplus: Path | None) -> None:
     """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
-    from ..recognizer import _resolve_classifier
+    from ..recognizer import resolve_classifier
     from ..training.datasets import open_dataset
     from ..training.evaluation import evaluate_classifier
 
     setup_logging(quiet=fmt == "json")
-    classifier = run_or_fail(_resolve_classifier, classifier_name)
+    classifier = run_or_fail(resolve_classifier, classifier_name)
     if tta and not hasattr(classifier, "predict_pixels"):
         fail(f"classifier {classifier_name!r} does not support --tta")
     config = getattr(classifier, "config", None)
