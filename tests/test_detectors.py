@@ -7,18 +7,10 @@ import pytest
 
 from emotionkit import Detection, create_detector, list_detectors
 from emotionkit.detectors import FaceDetector
+from emotionkit.tracking import iou
 
 # The astronaut's face in skimage.data.astronaut(), (x, y, w, h), checked by eye.
 ASTRONAUT_FACE = (177, 75, 96, 100)
-
-
-def iou(a, b) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    ix = max(0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    iy = max(0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = ix * iy
-    return inter / (aw * ah + bw * bh - inter)
 
 
 @pytest.fixture(scope="module", params=["haar", "mediapipe"])

@@ -142,7 +142,7 @@ def iter_detect_paths(
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)
-    used_margin = rec.classifier.crop_margin if margin is None else margin
+    used_margin = rec.crop_margin
 
     if workers == 1:
         detected: Iterator[tuple[Any, _Detected]] = (
@@ -199,22 +199,16 @@ def _pooled(pool: ProcessPoolExecutor, paths: Iterable[Any], ahead: int,
 
 def _classify_chunks(rec: Any, detected: Iterator[tuple[Any, _Detected]],
                      chunk_size: int) -> Iterator[PathResult]:
-    from .recognizer import _to_face
-
     chunk: list[tuple[Any, _Detected]] = []
 
     def flush() -> Iterator[PathResult]:
-        crops = [c for _, d in chunk for c in d.crops]
-        probs = rec.classify(crops)
-        row = 0
-        for path, d in chunk:
+        # A failed image has no detections, so it takes no probability rows.
+        faces = rec._faces_for([d.detections for _, d in chunk], [d.crops for _, d in chunk])
+        for (path, d), image_faces in zip(chunk, faces):
             if d.error is not None:
                 yield PathResult(path, [], d.error, None)
-                continue
-            faces = [_to_face(det, rec.labels, probs[row + i])
-                     for i, det in enumerate(d.detections)]
-            row += len(d.detections)
-            yield PathResult(path, faces, None, d.image)
+            else:
+                yield PathResult(path, image_faces, None, d.image)
 
     for item in detected:
         chunk.append(item)

@@ -75,18 +75,23 @@ class EmotionRecognizer:
         """
         arrays = [load_image(img) for img in images]
         detections = [self.detector.detect(arr) for arr in arrays]
-        margin = self.classifier.crop_margin if self.margin is None else self.margin
-        crops = [crop(arr, d.box, margin) for arr, dets in zip(arrays, detections) for d in dets]
-        probs = self.classify(crops)
-        results: list[list[Face]] = []
-        row = 0
-        for dets in detections:
-            faces = []
-            for det in dets:
-                faces.append(_to_face(det, self.labels, probs[row]))
-                row += 1
-            results.append(faces)
-        return results
+        margin = self.crop_margin
+        crops = [[crop(arr, d.box, margin) for d in dets]
+                 for arr, dets in zip(arrays, detections)]
+        return self._faces_for(detections, crops)
+
+    @property
+    def crop_margin(self) -> float:
+        """The margin used to cut faces out: ``margin``, else the classifier's own."""
+        return float(self.classifier.crop_margin if self.margin is None else self.margin)
+
+    def _faces_for(self, detections: Sequence[Sequence[Detection]],
+                   crops: Sequence[Sequence[np.ndarray]]) -> list[list[Face]]:
+        """Classify the crops of many images in batched calls and pair each probability row
+        with its detection; ``crops[i][j]`` is the crop of ``detections[i][j]``."""
+        probs = iter(self.classify([c for per_image in crops for c in per_image]))
+        return [[_to_face(det, self.labels, next(probs)) for det in dets]
+                for dets in detections]
 
     def detect_video(self, source: str | Path | int, every_n: int = 1, *,
                      smoothing: float = 0.0, iou_threshold: float = 0.3,

@@ -51,7 +51,6 @@ class EmotionPredictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..batch import _decode_detect
-        from ..recognizer import _to_face
 
         if "bytes" in batch:
             sources: list[Any] = [bytes(b) for b in batch["bytes"]]
@@ -60,16 +59,11 @@ class EmotionPredictor:
         else:
             raise KeyError(f"batch needs a 'bytes' or 'path' column, has {sorted(batch)}")
         rec = self.recognizer
-        margin = rec.classifier.crop_margin if rec.margin is None else rec.margin
-        detected = [_decode_detect(src, rec.detector, margin, False) for src in sources]
+        detected = [_decode_detect(src, rec.detector, rec.crop_margin, False) for src in sources]
         names = [str(p) for p in batch["path"]] if "path" in batch else None
-        probs = rec.classify([c for d in detected for c in d.crops])
+        all_faces = rec._faces_for([d.detections for d in detected], [d.crops for d in detected])
         faces_json, counts, tops, errors = [], [], [], []
-        row = 0
-        for i, d in enumerate(detected):
-            faces = [_to_face(det, rec.labels, probs[row + j])
-                     for j, det in enumerate(d.detections)]
-            row += len(d.detections)
+        for i, (d, faces) in enumerate(zip(detected, all_faces)):
             faces_json.append(json.dumps([f.to_dict() for f in faces]))
             counts.append(len(faces))
             largest = max(faces, key=lambda f: f.box[2] * f.box[3], default=None)
