@@ -42,6 +42,7 @@ __all__ = [
     "PushResult",
     "cache_dir",
     "download_model",
+    "file_sha256",
     "get_hub_model",
     "is_cached",
     "list_hub_models",
@@ -419,6 +420,11 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
         f"{data_hash}; the file was deleted from the cache, download it again and report it "
         f"if this repeats"
     )
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of the file at ``path`` (read in chunks)."""
+    return _hash_file(Path(path), "sha256")
 
 
 def _hash_file(path: Path, kind: str) -> str:

@@ -136,6 +136,8 @@ def _load_keras_model(model_path: Path) -> Any:
             f"{model_path}: unsupported model file type; expected one of {expected}"
         )
     keras = _import_keras()
+    from . import _keras_layers  # noqa: F401 - registers emotionkit's layers for loading
+
     try:
         return keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for bad files

@@ -32,58 +32,83 @@ def setup_logging(quiet: bool = False) -> None:
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Output model directory (model.keras, config.json, metrics, plots).")
-@click.option("--arch", default="fer-cnn", show_default=True, help="Architecture name.")
+@click.option("--arch", default="fer-cnn", show_default=True,
+              help="Architecture name: fer-cnn, or a transfer base (vgg19, vgg16, resnet50, "
+              "mobilenet-v3-small, transfer) trained with TransferTrainer.")
 @click.option("--arch-option", "arch_option", multiple=True, metavar="KEY=VALUE",
-              help="Architecture option, VALUE as JSON (e.g. widths=[32,64,128,256]); "
-              "repeatable.")
-@click.option("--epochs", default=60, show_default=True, type=click.IntRange(min=1))
+              help="Architecture option, VALUE as JSON (e.g. widths=[32,64,128,256], "
+              "size=96, trainable_blocks=1); repeatable.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Maximum epochs [default: 60; transfer: 30].")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float,
-              help="Peak learning rate (warm-up, then cosine decay).")
+@click.option("--lr", "learning_rate", type=float,
+              help="Peak learning rate, warm-up then cosine decay [default: 1e-3; transfer: "
+              "1e-5].")
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--label-smoothing", default=0.1, show_default=True, type=float)
-@click.option("--class-weight", default="sqrt", show_default=True,
-              type=click.Choice(["none", "sqrt", "balanced"]),
-              help="Loss weight per class: 1/sqrt(frequency), 1/frequency or none.")
+@click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced", "oversample"]),
+              help="Class balancing: loss weight 1/sqrt(frequency), 1/frequency, none, or "
+              "oversampling rare classes [default: sqrt; transfer: oversample].")
 @click.option("--no-augment", is_flag=True, help="Turn off data augmentation.")
-@click.option("--patience", default=12, show_default=True, type=click.IntRange(min=0),
-              help="Early stopping: epochs without validation gain (0 = off).")
+@click.option("--patience", type=click.IntRange(min=0),
+              help="Early stopping: epochs without validation gain, 0 = off [default: 12; "
+              "transfer: 5].")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Folder datasets without a val/ folder: share of images for validation.")
 @click.option("--labels", default=None,
-              help="Folder datasets: comma-separated label set and order (default: folders).")
+              help="Train on these labels only, in this order (comma-separated, e.g. "
+              "angry,happy,sad); default: all of the dataset's labels.")
 @click.option("--ferplus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="FER2013 csv: train on FER+ majority labels from this row-aligned csv.")
 @click.option("--train-split", default=None, help="Split to train on (default: the "
               "dataset's training split).")
 @click.option("--val-split", default=None, help="Split to select on (default: validation).")
+@click.option("--base-weights", default="imagenet", show_default=True,
+              help="Transfer architectures: base weights, imagenet | none | PATH (a local "
+              "no-top weights file, for machines without internet).")
+@click.option("--head-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Transfer architectures: first train only the new head for this many "
+              "epochs, then the base's last blocks too (0 = one phase).")
+@click.option("--head-lr", "head_learning_rate", default=1e-3, show_default=True, type=float,
+              help="Transfer architectures: peak learning rate of the head phase.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...], epochs: int,
-          batch_size: int,
-          learning_rate: float, weight_decay: float, label_smoothing: float, class_weight: str,
-          no_augment: bool, patience: int, seed: int, resume: bool, val_fraction: float,
-          labels: str | None, ferplus: Path | None, train_split: str | None,
-          val_split: str | None, quiet: bool) -> None:
+def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
+          epochs: int | None, batch_size: int, learning_rate: float | None,
+          weight_decay: float, label_smoothing: float, class_weight: str | None,
+          no_augment: bool, patience: int | None, seed: int, resume: bool,
+          val_fraction: float, labels: str | None, ferplus: Path | None,
+          train_split: str | None, val_split: str | None, base_weights: str,
+          head_epochs: int, head_learning_rate: float, quiet: bool) -> None:
     """Train a classifier on DATA and write a model directory to --out.
 
     DATA is a folder dataset (root/<label>/*.jpg or root/train|val|test/<label>/*.jpg) or
     a FER2013 csv(.gz) (trains on Training, selects on PublicTest). A killed or stopped
     run continues with the same command plus --resume.
     """
+    from ..training.architectures import get_architecture
     from ..training.datasets import open_dataset
-    from ..training.trainer import Trainer
 
     setup_logging(quiet)
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
-    trainer = run_or_fail(
-        Trainer, out_dir, arch, arch_options=_parse_options(arch_option), epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        class_weight=class_weight, augment=not no_augment, patience=patience, seed=seed,
-        resume=resume, progress=not quiet,
-    )
+    options: dict[str, Any] = {
+        "arch_options": _parse_options(arch_option), "batch_size": batch_size,
+        "weight_decay": weight_decay, "label_smoothing": label_smoothing,
+        "augment": not no_augment, "seed": seed, "resume": resume, "progress": not quiet,
+    }
+    given = {"epochs": epochs, "learning_rate": learning_rate, "class_weight": class_weight,
+             "patience": patience}
+    options.update({k: v for k, v in given.items() if v is not None})
+    from ..training.trainer import Trainer
+    from ..training.transfer import TransferTrainer
+
+    trainer_class: type[Trainer] = Trainer
+    if run_or_fail(get_architecture, arch).transfer:
+        trainer_class = TransferTrainer
+        options.update(base_weights=base_weights, head_epochs=head_epochs,
+                       head_learning_rate=head_learning_rate)
+    trainer = run_or_fail(trainer_class, out_dir, arch, **options)
     if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
         fail("--ferplus applies to a FER2013 csv only")
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,

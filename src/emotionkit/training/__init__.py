@@ -20,6 +20,7 @@ from .datasets import (
     ImageData,
     LabelledDataset,
     canonical_label,
+    match_labels,
     open_dataset,
 )
 from .evaluation import EvaluationReport, evaluate_classifier, evaluate_predictions
@@ -35,12 +36,14 @@ __all__ = [
     "LabelledDataset",
     "Trainer",
     "TrainingError",
+    "TransferTrainer",
     "build_model",
     "canonical_label",
     "evaluate_classifier",
     "evaluate_predictions",
     "get_architecture",
     "list_architectures",
+    "match_labels",
     "open_dataset",
     "register_architecture",
 ]
@@ -52,4 +55,8 @@ def __getattr__(name: str) -> object:
         from . import trainer
 
         return getattr(trainer, name)
+    if name == "TransferTrainer":
+        from .transfer import TransferTrainer
+
+        return TransferTrainer
     raise AttributeError(name)

@@ -2,7 +2,7 @@
 
 >>> from emotionkit.training import build_model, list_architectures
 >>> list_architectures()
-['fer-cnn']
+['fer-cnn', 'mobilenet-v3-small', 'resnet50', 'transfer', 'vgg16', 'vgg19']
 >>> model = build_model("fer-cnn", input_shape=(48, 48, 1), num_classes=7)
 
 Each architecture also names the input preprocessing it expects (input size, channels,
@@ -40,6 +40,8 @@ class Architecture:
         color_order: ``"rgb"`` or ``"bgr"`` for 3-channel input.
         pixel_scale, pixel_offset: model input is ``pixels * pixel_scale + pixel_offset``.
         description: one line for ``list_architectures`` users.
+        transfer: built on a pretrained ``keras.applications`` base; train it with
+            :class:`~emotionkit.training.TransferTrainer` (which loads the base weights).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Architecture:
     pixel_scale: float = 1.0 / 255.0
     pixel_offset: float = 0.0
     description: str = ""
+    transfer: bool = False
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -161,3 +164,6 @@ register_architecture(
         description="small CNN for 48x48 grayscale faces (4 blocks, BN, dropout, GAP head)",
     )
 )
+
+# the transfer architectures register themselves (vgg19, resnet50, ...)
+from . import applications  # noqa: E402, F401

@@ -90,6 +90,9 @@ class ImageData:
         name: a human-readable description (path and split).
         skipped: number of rows/files left out because they were unusable.
         color_order: channel order of 3-channel ``pixels`` (``"rgb"`` or ``"bgr"``).
+        source_labels: after :meth:`select_labels`, the labels of the data it was taken
+            from (target index ``i`` is ``source_labels.index(labels[i])`` there); empty
+            otherwise.
     """
 
     pixels: np.ndarray
@@ -98,6 +101,7 @@ class ImageData:
     name: str = ""
     skipped: int = 0
     color_order: str = "rgb"
+    source_labels: tuple[str, ...] = ()
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -122,7 +126,49 @@ class ImageData:
         """The images at ``index`` (a new :class:`ImageData`)."""
         index = np.asarray(index)
         return ImageData(self.pixels[index], self.targets[index], self.labels, self.name,
-                         color_order=self.color_order)
+                         color_order=self.color_order, source_labels=self.source_labels)
+
+    def select_labels(self, labels: Sequence[str]) -> ImageData:
+        """Only the images of ``labels``, with targets renumbered in the order given.
+
+        Names match :attr:`labels` exactly, case-insensitively or by emotion synonym
+        (``Anger`` -> ``angry``). The result remembers the original label list in
+        :attr:`source_labels`.
+
+        Raises:
+            DatasetError: an empty or repeated selection, or a name not in :attr:`labels`.
+        """
+        chosen = match_labels(self.labels, labels, self.name)
+        lookup = np.full(len(self.labels), -1, dtype=np.int64)
+        lookup[[self.labels.index(label) for label in chosen]] = np.arange(len(chosen))
+        targets = lookup[self.targets]
+        keep = targets >= 0
+        return ImageData(
+            self.pixels[keep], targets[keep], chosen, f"{self.name} {{{','.join(chosen)}}}",
+            self.skipped, self.color_order, self.source_labels or self.labels,
+        )
+
+
+def match_labels(
+    available: Sequence[str], names: Sequence[str], where: str = ""
+) -> tuple[str, ...]:
+    """``names`` as labels of ``available``: exact, case-insensitive or by emotion synonym
+    (``Anger`` -> ``angry``).
+
+    Raises:
+        DatasetError: an empty or repeated selection, or a name not in ``available``.
+    """
+    chosen = []
+    for name in map(str, names):
+        match = next((a for a in available if a.lower() == name.lower()), None)
+        if match is None and canonical_label(name) in available:
+            match = canonical_label(name)
+        if match is None:
+            raise DatasetError(f"{where}: no label {name!r}; labels: {', '.join(available)}")
+        chosen.append(match)
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise DatasetError(f"{where}: labels must be unique and non-empty, got {list(names)}")
+    return tuple(chosen)
 
 
 class LabelledDataset:
@@ -304,7 +350,8 @@ class Fer2013Csv(LabelledDataset):
 
     Rows with a bad label code, a pixel count other than 48x48, non-numeric pixels or an
     unknown ``Usage`` are skipped and counted. ``limit`` reads only the first rows (quick
-    experiments).
+    experiments). ``labels`` keeps only the rows of those labels, renumbered in the order
+    given (e.g. ``("angry", "happy", "sad")``; see :meth:`ImageData.select_labels`).
     """
 
     train_split = "Training"
@@ -322,6 +369,7 @@ class Fer2013Csv(LabelledDataset):
         path: str | Path,
         *,
         ferplus: str | Path | None = None,
+        labels: Sequence[str] | None = None,
         limit: int | None = None,
         input_size: tuple[int, int] = (48, 48),
         channels: int = 1,
@@ -331,7 +379,9 @@ class Fer2013Csv(LabelledDataset):
         self.path = Path(path)
         self.ferplus = Path(ferplus) if ferplus is not None else None
         self.limit = limit
-        self.labels = FERPLUS_LABELS if self.ferplus is not None else FER_LABELS
+        self.source_labels = FERPLUS_LABELS if self.ferplus is not None else FER_LABELS
+        self.labels = (match_labels(self.source_labels, labels, str(self.path))
+                       if labels is not None else self.source_labels)
         self._rows: dict[str, tuple[list[np.ndarray], list[int]]] | None = None
         self.skipped = 0
 
@@ -350,10 +400,11 @@ class Fer2013Csv(LabelledDataset):
                 f"{', '.join(self.splits) or 'none'} ({self.skipped} rows skipped)"
             )
         faces, targets = rows[key]
-        return ImageData(
-            self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
-            self.skipped, self.color_order,
+        data = ImageData(
+            self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.source_labels,
+            name, self.skipped, self.color_order,
         )
+        return data if self.labels == self.source_labels else data.select_labels(self.labels)
 
     def _parse(self) -> dict[str, tuple[list[np.ndarray], list[int]]]:
         if self._rows is not None:
@@ -450,8 +501,8 @@ def open_dataset(
     """A :class:`Fer2013Csv` for a ``.csv``/``.csv.gz`` file, else a :class:`FolderDataset`."""
     path = Path(path)
     if path.is_file() and (path.name.lower().endswith((".csv", ".csv.gz"))):
-        return Fer2013Csv(path, ferplus=ferplus, input_size=input_size, channels=channels,
-                          color_order=color_order)
+        return Fer2013Csv(path, ferplus=ferplus, labels=labels, input_size=input_size,
+                          channels=channels, color_order=color_order)
     if path.is_dir():
         return FolderDataset(path, labels=labels, val_fraction=val_fraction, seed=seed,
                              input_size=input_size, channels=channels, color_order=color_order)

@@ -39,20 +39,24 @@ from .architectures import Architecture, get_architecture
 from .datasets import ImageData
 from .evaluation import EvaluationReport, evaluate_classifier, save_history_png
 
-__all__ = ["CLASS_WEIGHTING", "Trainer", "TrainingError", "class_weights"]
+__all__ = [
+    "CLASS_WEIGHTING", "Trainer", "TrainingError", "class_weights", "oversample_index"
+]
 
 log = logging.getLogger("emotionkit.training")
 
-CLASS_WEIGHTING = ("none", "sqrt", "balanced")
-"""Class weighting modes: none, inverse square root of frequency, inverse frequency."""
+CLASS_WEIGHTING = ("none", "sqrt", "balanced", "oversample")
+"""Class balancing modes: none, loss weights 1/sqrt(frequency) or 1/frequency, or
+oversampling rare classes (each copy augmented differently) to the largest class's count."""
 
 MODEL_FILE = "model.keras"
 _CHECKPOINT_DIR = "checkpoint"
 _STATE_FILE = "state.json"
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 _MONITOR = "val_accuracy"
-_RESUME_MUST_MATCH = ("arch", "arch_options", "batch_size", "seed", "label_smoothing",
-                      "class_weight", "augment")
+_RESUME_MUST_MATCH: tuple[str, ...] = (
+    "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment"
+)
 
 
 class TrainingError(EmotionKitError, RuntimeError):
@@ -64,18 +68,39 @@ def class_weights(targets: np.ndarray, num_classes: int, mode: str = "sqrt") -> 
 
     ``balanced`` weights each class by ``1 / frequency``, ``sqrt`` by
     ``1 / sqrt(frequency)`` (milder: rare classes such as FER2013's *disgust*, 1.5% of the
-    data, get ~3x instead of ~10x), ``none`` gives every class 1. Absent classes get 0.
+    data, get ~3x instead of ~10x), ``none`` and ``oversample`` (which balances the data
+    instead, see :func:`oversample_index`) give every class 1. Absent classes get 0.
     """
     if mode not in CLASS_WEIGHTING:
         raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
     counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
-    if mode == "none":
+    if mode in ("none", "oversample"):
         weights = (counts > 0).astype(np.float64)
     else:
         power = 1.0 if mode == "balanced" else 0.5
         weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1) ** power, 0.0)
     mean = float((weights * counts).sum() / counts.sum())
     return weights / mean
+
+
+def oversample_index(targets: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Row indices that repeat every class's rows up to the largest class's count.
+
+    Each row appears at least once; the extra copies of a class are drawn at random
+    (``seed``) without replacement where possible. With in-graph augmentation every copy
+    is augmented differently (the seed's "balance by augmentation").
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(targets)
+    target = int(counts.max())
+    parts = []
+    for label, count in enumerate(counts):
+        rows = np.flatnonzero(targets == label)
+        if count == 0:
+            continue
+        repeats, extra = divmod(target, int(count))
+        parts += [np.tile(rows, repeats), rng.choice(rows, extra, replace=False)]
+    return np.sort(np.concatenate(parts))
 
 
 class Trainer:
@@ -91,8 +116,8 @@ class Trainer:
             1% of it over the remaining epochs.
         weight_decay: AdamW decoupled weight decay.
         label_smoothing: cross-entropy label smoothing (0 = off).
-        class_weight: ``"sqrt"`` (default), ``"balanced"`` or ``"none"``; see
-            :func:`class_weights`.
+        class_weight: ``"sqrt"`` (default), ``"balanced"``, ``"none"`` (loss weights, see
+            :func:`class_weights`) or ``"oversample"`` (see :func:`oversample_index`).
         augment: random horizontal flip, rotation (+-~14 degrees), shift (10%), zoom (10%)
             and brightness (+-20%) on training images, inside the training graph.
         patience: stop when validation accuracy has not improved for this many epochs
@@ -101,6 +126,9 @@ class Trainer:
         resume: continue the run in ``out_dir`` from its last checkpoint.
         progress: show a progress bar per epoch (tqdm, on stderr).
     """
+
+    resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
+    """Training arguments a resumed run must share with the stopped one."""
 
     def __init__(
         self,
@@ -202,6 +230,13 @@ class Trainer:
                     "class_counts": dict(zip(d.labels, d.class_counts().tolist()))}
             for split, d in (("train", train), ("val", val))
         }
+        extra: dict[str, Any] = {}
+        if train.source_labels:
+            # model output i = dataset label source_labels[source_index[i]]
+            extra["label_subset"] = {
+                "source_labels": list(train.source_labels),
+                "source_index": [train.source_labels.index(x) for x in train.labels],
+            }
         return ModelConfig(
             labels=train.labels, input_size=a.input_size, channels=a.channels,
             color_order=a.color_order, pixel_scale=a.pixel_scale, pixel_offset=a.pixel_offset,
@@ -212,6 +247,7 @@ class Trainer:
                 "emotionkit_version": __version__,
                 "keras_version": keras.__version__,
                 "backend": keras.backend.backend(),
+                **extra,
             },
         )
 
@@ -245,7 +281,7 @@ class Trainer:
         old_args["arch_options"] = _resolve_options(
             self.architecture, old_args.get("arch_options") or {}
         )
-        changed = [k for k in _RESUME_MUST_MATCH if old_args.get(k) != self.args[k]]
+        changed = [k for k in self.resume_must_match if old_args.get(k) != self.args[k]]
         if changed or old.labels != config.labels:
             raise TrainingError(
                 f"cannot resume {self.out_dir}: options differ from the run's "
@@ -254,13 +290,18 @@ class Trainer:
         config.write(self.out_dir)
         state = self._read_state()
         # The weights backup is written after state.json: drop epochs it does not have.
-        meta = self.checkpoint_dir / _BACKUP_META
-        saved = json.loads(meta.read_text())["epoch"] if meta.is_file() else 0
+        saved = self._backed_up_epochs(self.checkpoint_dir)
         if state["epoch"] > saved:
             state = _truncate_state(state, saved)
             self._write_state(state)
         log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
         return state
+
+    @staticmethod
+    def _backed_up_epochs(directory: Path) -> int:
+        """Epochs covered by the weights backups under ``directory`` (0 if none)."""
+        return max((int(json.loads(meta.read_text())["epoch"])
+                    for meta in directory.rglob(_BACKUP_META)), default=0)
 
     def _read_state(self) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((self.checkpoint_dir / _STATE_FILE).read_text())
@@ -276,17 +317,32 @@ class Trainer:
         state: dict[str, Any],
     ) -> None:
         args = self.args
-        num_classes = len(train.labels)
-        model = self.architecture.builder(
-            (*config.input_size, config.channels), num_classes, **args["arch_options"]
-        )
+        model = self._build_model(keras, config, len(train.labels), fresh=state["epoch"] == 0)
         train_model = self._training_model(keras, model, config)
-        steps = math.ceil(len(train) / args["batch_size"])
-        warmup = min(steps, max(1, steps * args["epochs"] // 10))
+        self._compile(keras, train_model, args["learning_rate"], len(self._epoch_index(train)),
+                      args["epochs"])
+        self._fit(keras, train_model, model, config, train, val, state,
+                  epochs=args["epochs"], backup_dir=self.checkpoint_dir)
+
+    def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
+                     fresh: bool) -> Any:
+        """The untrained inference model (``fresh``: a new run, not a resume)."""
+        return self.architecture.builder(
+            (*config.input_size, config.channels), num_classes, **self.args["arch_options"]
+        )
+
+    def _compile(self, keras: Any, train_model: Any, learning_rate: float, epoch_images: int,
+                 epochs: int) -> None:
+        """AdamW with warm-up (a tenth of ``epochs``, at most one epoch) then cosine decay
+        to 1% of ``learning_rate`` over ``epochs`` epochs of ``epoch_images``; smoothed
+        cross-entropy."""
+        args = self.args
+        steps = math.ceil(epoch_images / args["batch_size"])
+        warmup = min(steps, max(1, steps * epochs // 10))
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=args["learning_rate"] / 10,
-            decay_steps=max(1, steps * args["epochs"] - warmup),
-            alpha=0.01, warmup_target=args["learning_rate"], warmup_steps=warmup,
+            initial_learning_rate=learning_rate / 10,
+            decay_steps=max(1, steps * epochs - warmup),
+            alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup,
         )
         train_model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=args["weight_decay"]),
@@ -294,21 +350,41 @@ class Trainer:
             metrics=["accuracy"],
             jit_compile=keras.backend.backend() != "tensorflow",
         )
+
+    def _fit(
+        self, keras: Any, train_model: Any, model: Any, config: ModelConfig, train: ImageData,
+        val: ImageData, state: dict[str, Any], *, epochs: int, backup_dir: Path,
+        initial_epoch: int = 0, early_stopping: bool = True,
+    ) -> None:
+        """``train_model.fit`` from ``initial_epoch`` to ``epochs`` (absolute epoch numbers)
+        with progress, per-epoch state and a weights backup in ``backup_dir``."""
+        args = self.args
+        num_classes = len(train.labels)
         weights = class_weights(train.targets, num_classes, args["class_weight"])
         log.info("class weights: %s", dict(zip(train.labels, np.round(weights, 3).tolist())))
+        index = self._epoch_index(train)
         eye = np.eye(num_classes, dtype=np.float32)
+        targets = train.targets[index]
         callbacks = [
-            _Progress(steps, args["epochs"], enabled=self.progress),
-            _RunState(self, model, state, len(train)),
-            keras.callbacks.BackupAndRestore(str(self.checkpoint_dir), delete_checkpoint=False),
+            _Progress(math.ceil(len(index) / args["batch_size"]), args["epochs"],
+                      enabled=self.progress),
+            _RunState(self, model, state, len(index), early_stopping),
+            keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
         ]
         train_model.fit(
-            pixels_to_input(train.pixels, config), eye[train.targets],
-            sample_weight=weights[train.targets].astype(np.float32),
+            pixels_to_input(train.pixels[index], config), eye[targets],
+            sample_weight=weights[targets].astype(np.float32),
             validation_data=(pixels_to_input(val.pixels, config), eye[val.targets]),
-            batch_size=args["batch_size"], epochs=args["epochs"], shuffle=True, verbose=0,
-            callbacks=callbacks,
+            batch_size=args["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
+            shuffle=True, verbose=0, callbacks=callbacks,
         )
+
+    def _epoch_index(self, train: ImageData) -> np.ndarray:
+        """Rows of ``train`` that make one epoch: all of them, or with
+        ``class_weight="oversample"`` every class repeated up to the largest class's count."""
+        if self.args["class_weight"] != "oversample":
+            return np.arange(len(train))
+        return oversample_index(train.targets, self.args["seed"])
 
     def _training_model(self, keras: Any, model: Any, config: ModelConfig) -> Any:
         """``model`` behind the augmentation layers (active only while training)."""
@@ -373,9 +449,11 @@ def _keras_callback_base() -> Any:
 class _RunState(_keras_callback_base()):  # type: ignore[misc]
     """Per epoch: record history, save the best model, early stopping, write state.json."""
 
-    def __init__(self, trainer: Trainer, model: Any, state: dict[str, Any], n_train: int) -> None:
+    def __init__(self, trainer: Trainer, model: Any, state: dict[str, Any], n_train: int,
+                 early_stopping: bool = True) -> None:
         super().__init__()
         self.trainer = trainer
+        self.early_stopping = early_stopping
         self.inner = model
         self.state = state
         self.n_train = n_train
@@ -404,7 +482,7 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
         else:
             state["wait"] += 1
         patience = self.trainer.args["patience"]
-        if patience and state["wait"] >= patience:
+        if self.early_stopping and patience and state["wait"] >= patience:
             state["stopped_early"] = True
             self.model.stop_training = True
             log.info("early stop: no %s gain in %d epochs", _MONITOR, patience)

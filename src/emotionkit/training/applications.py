@@ -1,0 +1,134 @@
+"""Transfer-learning architectures: a ``keras.applications`` base with a new head.
+
+Registered names: ``vgg19`` (the seed's model), ``vgg16``, ``resnet50``,
+``mobilenet-v3-small``, and ``transfer`` (any application, chosen with the ``base``
+option). Train them with :class:`~emotionkit.training.TransferTrainer`.
+
+The model takes the same input as ``fer-cnn`` (48x48 gray faces, pixels ``0..255``) and
+does the rest inside the graph, so inference code needs nothing special::
+
+    pixels (48x48x1, 0..255) -> Resizing(size x size) -> gray to RGB
+        -> ApplicationPreprocess (the base's own preprocess_input)
+        -> base (include_top=False, inference-mode batch norm)
+        -> flatten or global average pool
+        -> Dense(head[i], ReLU, L2) + Dropout  for each head width
+        -> Dense(num_classes, softmax)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .architectures import Architecture, register_architecture
+
+__all__ = ["base_of", "set_trainable_blocks"]
+
+_BLOCK_KEY = re.compile(r"^\D*\d+")
+
+
+def _transfer_model(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    base: str = "VGG19",
+    size: int = 48,
+    pooling: str = "flatten",
+    head: tuple[int, ...] = (128, 128),
+    dropout: float = 0.5,
+    l2: float = 1e-4,
+    trainable_blocks: int = 1,
+    name: str = "transfer",
+) -> Any:
+    """A ``keras.applications`` ``base`` (random weights; the trainer loads pretrained
+    ones) behind input upscaling to ``size`` x ``size`` pixels and gray-to-RGB, with a new
+    head of ``head`` ReLU layers (L2 ``l2``, dropout ``dropout``) and a softmax.
+
+    ``pooling`` is ``"flatten"`` (the seed's VGG head) or ``"avg"``. ``trainable_blocks``
+    is how many of the base's last blocks train (see :func:`set_trainable_blocks`).
+    """
+    import keras
+    from keras import layers
+
+    from ..classifiers._keras_layers import ApplicationPreprocess, application_constructor
+
+    if pooling not in ("flatten", "avg"):
+        raise ValueError(f"pooling must be 'flatten' or 'avg', got {pooling!r}")
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = inputs
+    if tuple(input_shape[:2]) != (size, size):
+        x = layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)
+    if input_shape[-1] == 1:
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = ApplicationPreprocess(base, name="base_preprocess")(x)
+    base_model = application_constructor(base)(
+        include_top=False, weights=None, input_shape=(size, size, 3)
+    )
+    set_trainable_blocks(base_model, trainable_blocks)
+    x = base_model(x, training=False)
+    if pooling == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    for i, units in enumerate(head):
+        x = layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.L2(l2),
+                         name=f"head{i + 1}")(x)
+        x = layers.Dropout(dropout, name=f"head{i + 1}_drop")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def base_of(model: Any) -> Any:
+    """The ``keras.applications`` base inside a transfer model."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"model {model.name!r} has no nested base model")
+
+
+def set_trainable_blocks(base: Any, blocks: int) -> None:
+    """Make the last ``blocks`` blocks of ``base`` trainable and freeze the rest.
+
+    A block is a run of layers whose names share the prefix up to the first number
+    (VGG ``block5_conv1`` -> ``block5``; ResNet ``conv5_block3_out`` -> ``conv5``); layers
+    without a number are a block each. Only blocks with weights count. ``0`` freezes the
+    whole base, a negative number or one larger than the block count trains all of it.
+    """
+    keys = [_block_key(layer.name) for layer in base.layers]
+    groups = list(dict.fromkeys(k for k, layer in zip(keys, base.layers) if layer.weights))
+    chosen = set(groups if blocks < 0 else groups[max(0, len(groups) - blocks):] if blocks else [])
+    base.trainable = bool(chosen)
+    for key, layer in zip(keys, base.layers):
+        layer.trainable = key in chosen
+
+
+def _block_key(layer_name: str) -> str:
+    match = _BLOCK_KEY.match(layer_name)
+    return match.group(0) if match else layer_name
+
+
+def _register(name: str, base: str, description: str) -> None:
+    def builder(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        return _transfer_model(input_shape, num_classes, **{"base": base, **options})
+
+    builder.__signature__ = _signature_with_base(base)  # type: ignore[attr-defined]
+    register_architecture(Architecture(
+        name=name, builder=builder, pixel_scale=1.0, pixel_offset=0.0, transfer=True,
+        description=description,
+    ))
+
+
+def _signature_with_base(base: str) -> Any:
+    import inspect
+
+    sig = inspect.signature(_transfer_model)
+    params = [p.replace(default=base) if p.name == "base" else p for p in sig.parameters.values()]
+    return sig.replace(parameters=params)
+
+
+_register("vgg19", "VGG19", "VGG19 base, new 2x128 head (the seed's transfer model)")
+_register("vgg16", "VGG16", "VGG16 base, new 2x128 head")
+_register("resnet50", "ResNet50", "ResNet50 base, new 2x128 head")
+_register("mobilenet-v3-small", "MobileNetV3Small", "MobileNetV3-Small base, new 2x128 head")
+_register("transfer", "VGG19", "any keras.applications base (option base=NAME), new head")

@@ -1,0 +1,152 @@
+""":class:`TransferTrainer`: fine-tune a pretrained ``keras.applications`` base.
+
+Everything :class:`~emotionkit.training.Trainer` does (outputs, checkpoints, ``resume``,
+augmentation, class balancing, label subsets through the dataset) plus: the base's
+initial weights (``imagenet``, ``none`` or a local file) and an optional two-phase
+schedule (train the new head with the base frozen, then also the base's last blocks).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..classifiers.config import ModelConfig
+from ..hub import file_sha256
+from .applications import base_of, set_trainable_blocks
+from .datasets import ImageData
+from .trainer import _RESUME_MUST_MATCH, Trainer, TrainingError
+
+__all__ = ["TransferTrainer"]
+
+log = logging.getLogger("emotionkit.training")
+
+_FINETUNE_DIR = "finetune"
+
+
+class TransferTrainer(Trainer):
+    """Train a transfer architecture (``vgg19``, ``resnet50``, ``transfer`` ...).
+
+    Takes every :class:`~emotionkit.training.Trainer` argument (with defaults suited to
+    fine-tuning: ``learning_rate=1e-5``, ``epochs=30``, ``patience=5``,
+    ``class_weight="oversample"``) and:
+
+    Args:
+        base_weights: the base's starting weights: ``"imagenet"`` (downloaded by Keras to
+            ``~/.keras/models`` on first use; needs internet), ``"none"`` (random), or the
+            path of a weights file for the base without its top (e.g. Keras's
+            ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``) for offline machines.
+            Used when a run starts; a resumed run continues from its checkpoint.
+        head_epochs: two-phase schedule: for this many epochs only the new head trains
+            (base frozen) at ``head_learning_rate``; then the base's last
+            ``trainable_blocks`` blocks (an architecture option) train too at
+            ``learning_rate``. ``0``: one phase with those blocks trainable from the start.
+        head_learning_rate: peak learning rate of the head phase.
+    """
+
+    resume_must_match = (*_RESUME_MUST_MATCH, "head_epochs")
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        arch: str = "vgg19",
+        *,
+        base_weights: str | Path = "imagenet",
+        head_epochs: int = 0,
+        head_learning_rate: float = 1e-3,
+        learning_rate: float = 1e-5,
+        epochs: int = 30,
+        patience: int = 5,
+        class_weight: str = "oversample",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(out_dir, arch, learning_rate=learning_rate, epochs=epochs,
+                         patience=patience, class_weight=class_weight, **kwargs)
+        if not self.architecture.transfer:
+            raise TrainingError(
+                f"architecture {arch!r} has no pretrained base; train it with Trainer"
+            )
+        if head_epochs < 0 or head_learning_rate <= 0:
+            raise TrainingError("head_epochs must be >= 0 and head_learning_rate positive")
+        weights = str(base_weights)
+        if weights not in ("imagenet", "none") and not Path(weights).is_file():
+            raise TrainingError(
+                f"base weights {weights}: no such file; pass 'imagenet', 'none' or the path "
+                "of a weights file"
+            )
+        self.args.update({
+            "base_weights": weights,
+            "base_weights_sha256": file_sha256(weights) if Path(weights).is_file() else None,
+            "head_epochs": int(head_epochs),
+            "head_learning_rate": float(head_learning_rate),
+        })
+
+    def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
+                     fresh: bool) -> Any:
+        model = super()._build_model(keras, config, num_classes, fresh)
+        if fresh:
+            self._load_base_weights(keras, base_of(model))
+        return model
+
+    def _load_base_weights(self, keras: Any, base: Any) -> None:
+        weights = self.args["base_weights"]
+        if weights == "none":
+            return
+        name = self.args["arch_options"]["base"]
+        if weights == "imagenet":
+            from ..classifiers._keras_layers import application_constructor
+
+            try:
+                pretrained = application_constructor(name)(
+                    include_top=False, weights="imagenet", input_shape=base.input_shape[1:]
+                )
+            except Exception as exc:  # Keras raises many kinds on download
+                raise TrainingError(
+                    f"cannot get the ImageNet weights of {name} ({type(exc).__name__}: "
+                    f"{exc}); offline, pass --base-weights PATH (a local no-top weights "
+                    "file) or --base-weights none"
+                ) from exc
+            base.set_weights(pretrained.get_weights())
+        else:
+            try:
+                base.load_weights(weights)
+            except Exception as exc:  # h5py/Keras raise many kinds
+                raise TrainingError(
+                    f"base weights {weights}: cannot load into {name} without its top "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+        log.info("base %s: weights from %s", name, weights)
+
+    def _train(
+        self, keras: Any, config: ModelConfig, train: ImageData, val: ImageData,
+        state: dict[str, Any],
+    ) -> None:
+        args = self.args
+        model = self._build_model(keras, config, len(train.labels), fresh=state["epoch"] == 0)
+        base = base_of(model)
+        train_model = self._training_model(keras, model, config)
+        epoch_images = len(self._epoch_index(train))
+        head = min(args["head_epochs"], args["epochs"])
+        finetune_dir = self.checkpoint_dir / _FINETUNE_DIR
+        if head:
+            base.trainable = False
+            self._compile(keras, train_model, args["head_learning_rate"], epoch_images, head)
+            if state["epoch"] < head:
+                log.info("phase 1: head only, %d epochs", head)
+                self._fit(keras, train_model, model, config, train, val, state, epochs=head,
+                          backup_dir=self.checkpoint_dir, early_stopping=False)
+            elif self._backed_up_epochs(finetune_dir) == 0:
+                # resumed between the phases: start phase 2 from phase 1's last weights
+                train_model.optimizer.build(train_model.trainable_variables)
+                train_model.load_weights(self.checkpoint_dir / "latest.weights.h5")
+        if state["epoch"] >= args["epochs"] or state.get("stopped_early"):
+            return
+        set_trainable_blocks(base, args["arch_options"]["trainable_blocks"])
+        log.info("%s: base blocks training: %d", "phase 2" if head else "training",
+                 args["arch_options"]["trainable_blocks"])
+        self._compile(keras, train_model, args["learning_rate"], epoch_images,
+                      args["epochs"] - head)
+        self._fit(keras, train_model, model, config, train, val, state, epochs=args["epochs"],
+                  initial_epoch=head, backup_dir=finetune_dir if head else self.checkpoint_dir)
+
