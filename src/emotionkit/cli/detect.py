@@ -87,7 +87,15 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
         fail("--resume works for images with --format jsonl (one record per image)", 2)
     if workers > 1 and all(videos):
         fail("--workers applies to images; a video is read in one process", 2)
-    rec = run_or_fail(EmotionRecognizer, detector=detector, classifier=classifier, exit_code=2)
+    pool = workers > 1 and not all(videos)
+    if pool:
+        from ..registry import list_detectors
+
+        if detector not in list_detectors():
+            fail(f"unknown detector {detector!r}; available: {', '.join(list_detectors())}", 2)
+    # with a worker pool the workers detect; this process only classifies
+    rec = run_or_fail(EmotionRecognizer, detector="none" if pool else detector,
+                      classifier=classifier, exit_code=2)
     done: set[str] = set()
     if resume and output is not None and output.exists():
         done = _recorded_paths(output)
