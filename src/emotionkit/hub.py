@@ -130,7 +130,8 @@ _HUB_MODELS: dict[str, HubModel] = {
         HubModel(
             name="vgg19-3emo",
             repo_id="emotionkit/vgg19-3emo",
-            description="VGG19 fine-tuned for 3 emotions (no version published yet)",
+            labels=("angry", "happy", "sad"),
+            description="VGG19 transfer model for angry/happy/sad (no version published yet)",
         ),
     )
 }
