@@ -316,9 +316,16 @@ class Trainer:
         self, keras: Any, config: ModelConfig, train: ImageData, val: ImageData,
         state: dict[str, Any],
     ) -> None:
-        args = self.args
         model = self._build_model(keras, config, len(train.labels), fresh=state["epoch"] == 0)
         train_model = self._training_model(keras, model, config)
+        self._schedule(keras, config, model, train_model, train, val, state)
+
+    def _schedule(
+        self, keras: Any, config: ModelConfig, model: Any, train_model: Any, train: ImageData,
+        val: ImageData, state: dict[str, Any],
+    ) -> None:
+        """Compile and fit ``train_model`` (``model`` behind augmentation): one phase."""
+        args = self.args
         self._compile(keras, train_model, args["learning_rate"], len(self._epoch_index(train)),
                       args["epochs"])
         self._fit(keras, train_model, model, config, train, val, state,

@@ -118,14 +118,13 @@ class TransferTrainer(Trainer):
                 ) from exc
         log.info("base %s: weights from %s", name, weights)
 
-    def _train(
-        self, keras: Any, config: ModelConfig, train: ImageData, val: ImageData,
-        state: dict[str, Any],
+    def _schedule(
+        self, keras: Any, config: ModelConfig, model: Any, train_model: Any, train: ImageData,
+        val: ImageData, state: dict[str, Any],
     ) -> None:
+        """Head phase (base frozen) if ``head_epochs``, then the trainable blocks too."""
         args = self.args
-        model = self._build_model(keras, config, len(train.labels), fresh=state["epoch"] == 0)
         base = base_of(model)
-        train_model = self._training_model(keras, model, config)
         epoch_images = len(self._epoch_index(train))
         head = min(args["head_epochs"], args["epochs"])
         finetune_dir = self.checkpoint_dir / _FINETUNE_DIR
