@@ -113,6 +113,22 @@ def test_resume_after_crash_continues_at_next_epoch(
     assert history["accuracy"][2] >= history["accuracy"][0] - 0.05
 
 
+def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path) -> None:
+    _, train, val = faces
+    out = tmp_path / "run"
+    # a learning rate too small to learn anything: validation accuracy soon stops rising,
+    # and patience 1 ends the run at the first epoch without a gain
+    stalled = {"learning_rate": 1e-12, "patience": 1}
+    first = _trainer(out, epochs=10, **stalled).fit(train, val)
+    n = first["epochs_run"]
+    assert first["stopped_early"] and n < 10
+    again = _trainer(out, epochs=10, resume=True, **stalled).fit(train, val)
+    assert again["epochs_run"] == n  # the same command: the run is finished
+    more = _trainer(out, epochs=14, resume=True, **stalled).fit(train, val)
+    assert more["epochs_run"] > n  # more epochs than it started with: it continues
+    assert len(more["history"]["loss"]) == more["epochs_run"]
+
+
 def test_same_seed_same_result(faces, tmp_path: Path) -> None:
     _, train, val = faces
     a = _trainer(tmp_path / "a", epochs=1).fit(train, val)["history"]

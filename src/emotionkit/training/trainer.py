@@ -294,6 +294,13 @@ class Trainer:
         if state["epoch"] > saved:
             state = _truncate_state(state, saved)
             self._write_state(state)
+        if state.get("stopped_early") and self.args["epochs"] > int(old_args.get("epochs", 0)):
+            # more epochs than the run was started with: continue past the early stop
+            log.info("%s: stopped early at epoch %d; continuing to %d epochs with the "
+                     "early-stopping counter reset", self.out_dir, state["epoch"],
+                     self.args["epochs"])
+            state.update(stopped_early=False, wait=0)
+            self._write_state(state)
         log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
         return state
 
