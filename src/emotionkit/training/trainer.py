@@ -417,6 +417,11 @@ class Trainer:
             layers.RandomBrightness(0.2, value_range=(min(low, high), max(low, high)),
                                     seed=seed + 4),
         ], name="augment")
+        if keras.backend.backend() == "jax":
+            # Keras marks the affine layers jit-unsafe because of TensorFlow's XLA; their JAX
+            # ops trace fine, and without jit a JAX train step runs op by op (slow on GPUs).
+            for layer in augment.layers:
+                layer.supports_jit = True
         inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
         return keras.Model(inputs, model(augment(inputs)), name="training_model")
 
