@@ -141,5 +141,5 @@ def test_bundled_model_on_real_privatetest_rows() -> None:
                     break
     probs = EmotionRecognizer(detector="none").classify(pixels)
     accuracy = float((probs.argmax(axis=1) == np.array(codes)).mean())
-    # 67% on the whole split (docs/models/fer-cnn.md); chance is 14%, "always happy" 25%
+    # 67.4% on the whole split (docs/models/fer-cnn.md); chance is 14%, "always happy" 25%
     assert accuracy > 0.6, accuracy
