@@ -18,6 +18,7 @@ does the rest inside the graph, so inference code needs nothing special::
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from .architectures import Architecture, register_architecture
@@ -109,22 +110,12 @@ def _block_key(layer_name: str) -> str:
 
 
 def _register(name: str, base: str, description: str) -> None:
-    def builder(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
-        return _transfer_model(input_shape, num_classes, **{"base": base, **options})
-
-    builder.__signature__ = _signature_with_base(base)  # type: ignore[attr-defined]
+    # partial keeps _transfer_model's signature (with this base as the default of ``base``),
+    # which the trainer reads to record every option in config.json
     register_architecture(Architecture(
-        name=name, builder=builder, pixel_scale=1.0, pixel_offset=0.0, transfer=True,
-        description=description,
+        name=name, builder=partial(_transfer_model, base=base), pixel_scale=1.0,
+        pixel_offset=0.0, transfer=True, description=description,
     ))
-
-
-def _signature_with_base(base: str) -> Any:
-    import inspect
-
-    sig = inspect.signature(_transfer_model)
-    params = [p.replace(default=base) if p.name == "base" else p for p in sig.parameters.values()]
-    return sig.replace(parameters=params)
 
 
 _register("vgg19", "VGG19", "VGG19 base, new 2x128 head (the seed's transfer model)")

@@ -160,15 +160,22 @@ def match_labels(
     """
     chosen = []
     for name in map(str, names):
-        match = next((a for a in available if a.lower() == name.lower()), None)
-        if match is None and canonical_label(name) in available:
-            match = canonical_label(name)
+        match = _match_label(available, name)
         if match is None:
             raise DatasetError(f"{where}: no label {name!r}; labels: {', '.join(available)}")
         chosen.append(match)
     if not chosen or len(set(chosen)) != len(chosen):
         raise DatasetError(f"{where}: labels must be unique and non-empty, got {list(names)}")
     return tuple(chosen)
+
+
+def _match_label(available: Sequence[str], name: str) -> str | None:
+    """The label of ``available`` that ``name`` means (exact, case-insensitive or emotion
+    synonym), or ``None``."""
+    match = next((a for a in available if a.lower() == name.lower()), None)
+    if match is None and canonical_label(name) in available:
+        match = canonical_label(name)
+    return match
 
 
 class LabelledDataset:
@@ -307,13 +314,8 @@ class FolderDataset(LabelledDataset):
         return tuple(folder_names)
 
     def _label_index(self, folder: str) -> int | None:
-        for i, label in enumerate(self.labels):
-            if folder == label or folder.lower() == label.lower():
-                return i
-        canonical = canonical_label(folder)
-        if canonical is not None and canonical in self.labels:
-            return self.labels.index(canonical)
-        return None
+        label = _match_label(self.labels, folder)
+        return None if label is None else self.labels.index(label)
 
     def _list_files(self) -> dict[str, list[tuple[Path, int]]]:
         files: dict[str, list[tuple[Path, int]]] = {}
@@ -494,18 +496,20 @@ def open_dataset(
     labels: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
-    input_size: tuple[int, int] = (48, 48),
-    channels: int = 1,
-    color_order: str = "rgb",
+    **image_options: Any,
 ) -> LabelledDataset:
-    """A :class:`Fer2013Csv` for a ``.csv``/``.csv.gz`` file, else a :class:`FolderDataset`."""
+    """A :class:`Fer2013Csv` for a ``.csv``/``.csv.gz`` file, else a :class:`FolderDataset`.
+
+    ``image_options`` (``input_size``, ``channels``, ``color_order``) go to the dataset as
+    described in :class:`LabelledDataset`; ``ferplus`` applies to a csv, ``val_fraction``
+    and ``seed`` to a folder.
+    """
     path = Path(path)
     if path.is_file() and (path.name.lower().endswith((".csv", ".csv.gz"))):
-        return Fer2013Csv(path, ferplus=ferplus, labels=labels, input_size=input_size,
-                          channels=channels, color_order=color_order)
+        return Fer2013Csv(path, ferplus=ferplus, labels=labels, **image_options)
     if path.is_dir():
         return FolderDataset(path, labels=labels, val_fraction=val_fraction, seed=seed,
-                             input_size=input_size, channels=channels, color_order=color_order)
+                             **image_options)
     raise DatasetError(
         f"{path}: not a dataset; expected a folder of label folders or a FER2013 .csv(.gz)"
     )

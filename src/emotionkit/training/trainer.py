@@ -333,9 +333,9 @@ class Trainer:
     ) -> None:
         """Compile and fit ``train_model`` (``model`` behind augmentation): one phase."""
         args = self.args
-        self._compile(keras, train_model, args["learning_rate"], len(self._epoch_index(train)),
-                      args["epochs"])
-        self._fit(keras, train_model, model, config, train, val, state,
+        index = self._epoch_index(train)
+        self._compile(keras, train_model, args["learning_rate"], len(index), args["epochs"])
+        self._fit(keras, train_model, model, config, train, val, state, index,
                   epochs=args["epochs"], backup_dir=self.checkpoint_dir)
 
     def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
@@ -367,16 +367,16 @@ class Trainer:
 
     def _fit(
         self, keras: Any, train_model: Any, model: Any, config: ModelConfig, train: ImageData,
-        val: ImageData, state: dict[str, Any], *, epochs: int, backup_dir: Path,
-        initial_epoch: int = 0, early_stopping: bool = True,
+        val: ImageData, state: dict[str, Any], index: np.ndarray, *, epochs: int,
+        backup_dir: Path, initial_epoch: int = 0, early_stopping: bool = True,
     ) -> None:
-        """``train_model.fit`` from ``initial_epoch`` to ``epochs`` (absolute epoch numbers)
-        with progress, per-epoch state and a weights backup in ``backup_dir``."""
+        """``train_model.fit`` on the rows ``index`` of ``train`` (see :meth:`_epoch_index`)
+        from ``initial_epoch`` to ``epochs`` (absolute epoch numbers) with progress,
+        per-epoch state and a weights backup in ``backup_dir``."""
         args = self.args
         num_classes = len(train.labels)
         weights = class_weights(train.targets, num_classes, args["class_weight"])
         log.info("class weights: %s", dict(zip(train.labels, np.round(weights, 3).tolist())))
-        index = self._epoch_index(train)
         eye = np.eye(num_classes, dtype=np.float32)
         targets = train.targets[index]
         callbacks = [

@@ -125,16 +125,16 @@ class TransferTrainer(Trainer):
         """Head phase (base frozen) if ``head_epochs``, then the trainable blocks too."""
         args = self.args
         base = base_of(model)
-        epoch_images = len(self._epoch_index(train))
+        index = self._epoch_index(train)
         head = min(args["head_epochs"], args["epochs"])
         finetune_dir = self.checkpoint_dir / _FINETUNE_DIR
         if head:
             base.trainable = False
-            self._compile(keras, train_model, args["head_learning_rate"], epoch_images, head)
+            self._compile(keras, train_model, args["head_learning_rate"], len(index), head)
             if state["epoch"] < head:
                 log.info("phase 1: head only, %d epochs", head)
-                self._fit(keras, train_model, model, config, train, val, state, epochs=head,
-                          backup_dir=self.checkpoint_dir, early_stopping=False)
+                self._fit(keras, train_model, model, config, train, val, state, index,
+                          epochs=head, backup_dir=self.checkpoint_dir, early_stopping=False)
             elif self._backed_up_epochs(finetune_dir) == 0:
                 # resumed between the phases: start phase 2 from phase 1's last weights
                 train_model.optimizer.build(train_model.trainable_variables)
@@ -144,8 +144,9 @@ class TransferTrainer(Trainer):
         set_trainable_blocks(base, args["arch_options"]["trainable_blocks"])
         log.info("%s: base blocks training: %d", "phase 2" if head else "training",
                  args["arch_options"]["trainable_blocks"])
-        self._compile(keras, train_model, args["learning_rate"], epoch_images,
+        self._compile(keras, train_model, args["learning_rate"], len(index),
                       args["epochs"] - head)
-        self._fit(keras, train_model, model, config, train, val, state, epochs=args["epochs"],
-                  initial_epoch=head, backup_dir=finetune_dir if head else self.checkpoint_dir)
+        self._fit(keras, train_model, model, config, train, val, state, index,
+                  epochs=args["epochs"], initial_epoch=head,
+                  backup_dir=finetune_dir if head else self.checkpoint_dir)
 
