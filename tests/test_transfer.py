@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
+from emotionkit.classifiers.preprocess import faces_to_pixels
 from emotionkit.cli import main
 from emotionkit.training import (
     Fer2013Csv,
@@ -195,9 +196,11 @@ def test_trained_transfer_model_loads_and_classifies(fer_csv: Path, tmp_path: Pa
     crops = face_crops(3, 11)
     probs = rec.classify(crops)
     assert probs.shape == (3, 3)
+    # the raw Keras model on the same 48x48 gray pixels gives the same probabilities
     model = keras.saving.load_model(out / "model.keras")
-    pixels = np.stack(_gray48(crops))[..., None].astype(np.float32)
+    pixels = faces_to_pixels(crops, (48, 48), 1).astype(np.float32)
     np.testing.assert_allclose(probs, model.predict(pixels, verbose=0), atol=1e-4)
+    assert np.ptp(probs, axis=0).max() > 1e-3  # a live model: different faces, different output
 
 
 def test_cli_trains_a_transfer_model_with_a_label_subset(fer_csv: Path, tmp_path: Path) -> None:
