@@ -164,6 +164,30 @@ def test_recognizer_loads_hf_spec_with_revision(hub_env: FakeHub, fer7_model_dir
     assert rec.classify([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 7)
 
 
+def test_model_pinned_by_sha256_without_revision_follows_main_only_while_it_matches(
+    hub_env: FakeHub, fer7_model_dir: Path, model3_dir: Path
+) -> None:
+    files = _files(fer7_model_dir)
+    hub_env.commit("emotionkit-test/nocommit", files)
+    model = hub.HubModel(
+        name="test-nocommit", repo_id="emotionkit-test/nocommit",
+        files={name: _sha256(files[name]) for name in ("config.json", "model.keras")},
+    )
+    assert model.published and model.revision is None
+    hub.register_hub_model(model)
+    try:
+        assert (hub.download_model("test-nocommit") / "model.keras").read_bytes() == (
+            files["model.keras"])
+        listed = _runner().invoke(cli, ["models", "info", "test-nocommit"])
+        assert "main, files pinned by sha256" in listed.output, listed.output
+        hub_env.commit("emotionkit-test/nocommit", _files(model3_dir))  # main moves on
+        with pytest.raises(ModelLoadError, match="not the version this emotionkit pins") as err:
+            hub.download_model("test-nocommit")
+        assert "config.json" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        hub.unregister_hub_model("test-nocommit")
+
+
 # -- verification --------------------------------------------------------------------------
 def test_tampered_pinned_file_is_deleted(pinned) -> None:
     model, files, server = pinned

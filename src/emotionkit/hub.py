@@ -79,10 +79,11 @@ class HubModel:
     Attributes:
         name: the name users pass (``EmotionRecognizer(classifier=name)``).
         repo_id: the Hugging Face Hub repository, ``OWNER/REPO``.
-        revision: the pinned commit (40 hex digits), or ``None`` while no version is
-            published.
+        revision: the pinned commit (40 hex digits), or ``None``: the repository's
+            ``main``, whose files must then still have the pinned sha256s (a model whose
+            upload commit is not known yet; see :attr:`published`).
         files: file name -> expected sha256 (hex) of every file to download; the first
-            one must be ``config.json``.
+            one must be ``config.json``. Empty while no version is published.
         labels: the classifier's output labels.
         size_bytes: total download size, if known.
         description: one line for ``emotionkit models list``.
@@ -108,8 +109,10 @@ class HubModel:
 
     @property
     def published(self) -> bool:
-        """Whether a version is pinned (a revision and the hashes of its files)."""
-        return self.revision is not None and CONFIG_NAME in self.files
+        """Whether a version is pinned: the sha256 of its files (``config.json`` at least),
+        and normally the commit they were uploaded in. Without a ``revision`` the files of
+        ``main`` are used, and only if they still have those sha256s."""
+        return CONFIG_NAME in self.files
 
     @property
     def spec(self) -> str:
@@ -418,8 +421,9 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
         stale.unlink(missing_ok=True)
     raise ModelLoadError(
         f"{where}: {kind} mismatch, expected {expected} but the downloaded file has "
-        f"{data_hash}; the file was deleted from the cache, download it again and report it "
-        f"if this repeats"
+        f"{data_hash}; the file was deleted from the cache, download it again; if this "
+        f"repeats, the hub file is not the version this emotionkit pins (upgrade emotionkit "
+        f"or load a revision you trust with {SPEC_PREFIX}OWNER/REPO@REVISION)"
     )
 
 

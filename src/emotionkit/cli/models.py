@@ -87,7 +87,8 @@ def info(name: str) -> None:
         lines = [
             ("name", model.name), ("description", model.description),
             ("repository", model.repo_id),
-            ("revision", model.revision or "none pinned (not published yet)"),
+            ("revision", model.revision or ("main, files pinned by sha256" if model.published
+                                             else "none pinned (not published yet)")),
             ("labels", ", ".join(model.labels) or "-"), ("size", _size(model.size_bytes)),
             ("bundled", "yes" if model.bundled else "no"),
         ]
