@@ -235,3 +235,39 @@ def test_oversampling_balances_every_class() -> None:
     index = oversample_index(targets, seed=0)
     assert np.bincount(targets[index]).tolist() == [10, 10, 10]
     assert set(index.tolist()) == set(range(len(targets)))
+
+
+def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
+    fer_csv: Path, tmp_path: Path
+) -> None:
+    model = build_model("vgg19", num_classes=3, size=32, batch_norm=True)
+    names = [layer.name for layer in base_of(model).layers]
+    i = names.index("block3_conv2")
+    assert names[i:i + 3] == ["block3_conv2", "block3_conv2_bn", "block3_conv2_relu"]
+    assert base_of(model).get_layer("block3_conv2").get_config()["activation"] == "linear"
+    assert _base_trainable(model) == [f"block5_conv{i}{s}" for i in range(1, 5)
+                                      for s in ("", "_bn")]
+    with pytest.raises(ValueError, match="plain chain"):
+        build_model("resnet50", num_classes=3, size=32, batch_norm=True)
+
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    train, val = ds.load("train"), ds.load("val")
+    # plain VGG19 weights go into the VGG19-BN by layer name; a frozen base stays as loaded
+    weights_file, initial = _saved_base_weights(tmp_path)
+    options = {"arch_options": {**SMALL, "batch_norm": True}, "batch_size": 16,
+               "progress": False, "epochs": 1}
+    TransferTrainer(tmp_path / "a", base_weights=weights_file, head_epochs=1,
+                    **options).fit(train, val)
+    base = base_of(keras.saving.load_model(tmp_path / "a" / "model.keras"))
+    plain = keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3))
+    for layer in (layer for layer in plain.layers if layer.weights):
+        for saved, want in zip(base.get_layer(layer.name).get_weights(),
+                               _layer_weights(initial, plain, layer.name)):
+            np.testing.assert_array_equal(saved, want)
+    # from scratch, the added batch norm layers train on batch statistics
+    TransferTrainer(tmp_path / "b", base_weights="none",
+                    **{**options, "arch_options": {**SMALL, "batch_norm": True,
+                                                   "trainable_blocks": -1}}).fit(train, val)
+    bn = base_of(keras.saving.load_model(tmp_path / "b" / "model.keras")).get_layer(
+        "block1_conv1_bn")
+    assert np.abs(bn.moving_mean.numpy()).max() > 1e-3

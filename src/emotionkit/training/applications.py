@@ -9,7 +9,8 @@ does the rest inside the graph, so inference code needs nothing special::
 
     pixels (48x48x1, 0..255) -> Resizing(size x size) -> gray to RGB
         -> ApplicationPreprocess (the base's own preprocess_input)
-        -> base (include_top=False, inference-mode batch norm)
+        -> base (include_top=False; its own batch norm in inference mode;
+                 batch_norm=True adds trainable batch norm to a plain base such as VGG)
         -> flatten or global average pool
         -> Dense(head[i], ReLU, L2) + Dropout  for each head width
         -> Dense(num_classes, softmax)
@@ -38,6 +39,7 @@ def _transfer_model(
     dropout: float = 0.5,
     l2: float = 1e-4,
     trainable_blocks: int = 1,
+    batch_norm: bool = False,
     name: str = "transfer",
 ) -> Any:
     """A ``keras.applications`` ``base`` (random weights; the trainer loads pretrained
@@ -46,6 +48,10 @@ def _transfer_model(
 
     ``pooling`` is ``"flatten"`` (the seed's VGG head) or ``"avg"``. ``trainable_blocks``
     is how many of the base's last blocks train (see :func:`set_trainable_blocks`).
+    ``batch_norm`` puts batch normalisation between each convolution of a plain base
+    (VGG16/VGG19) and its ReLU, as in torchvision's ``vgg19_bn``: what lets such a base
+    train from scratch. Those layers use batch statistics while training; the batch norm
+    that a base has of its own (ResNet, MobileNet) always runs in inference mode.
     """
     import keras
     from keras import layers
@@ -64,8 +70,10 @@ def _transfer_model(
     base_model = application_constructor(base)(
         include_top=False, weights=None, input_shape=(size, size, 3)
     )
+    if batch_norm:
+        base_model = _with_batch_norm(keras, base_model)
     set_trainable_blocks(base_model, trainable_blocks)
-    x = base_model(x, training=False)
+    x = base_model(x) if batch_norm else base_model(x, training=False)
     if pooling == "flatten":
         x = layers.Flatten(name="flatten")(x)
     else:
@@ -76,6 +84,31 @@ def _transfer_model(
         x = layers.Dropout(dropout, name=f"head{i + 1}_drop")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _with_batch_norm(keras: Any, base: Any) -> Any:
+    """A copy of the plain chain ``base`` with ``Conv2D -> BatchNormalization -> ReLU`` in
+    place of each ReLU convolution (layer names kept, so pretrained weights still map)."""
+    from keras import layers
+
+    if any(len(layer._inbound_nodes) != 1 or isinstance(layer, layers.BatchNormalization)
+           for layer in base.layers) or any(
+               len(keras.tree.flatten(layer.input)) != 1 for layer in base.layers[1:]):
+        raise ValueError(
+            f"batch_norm=True needs a base that is a plain chain of layers without batch "
+            f"norm (VGG16, VGG19); {base.name} is not"
+        )
+    inputs = keras.Input(shape=base.input_shape[1:], name=base.layers[0].name)
+    x = inputs
+    for layer in base.layers[1:]:
+        config = layer.get_config()
+        if isinstance(layer, layers.Conv2D) and config.get("activation") == "relu":
+            x = layers.Conv2D.from_config({**config, "activation": "linear"})(x)
+            x = layers.BatchNormalization(name=f"{layer.name}_bn")(x)
+            x = layers.ReLU(name=f"{layer.name}_relu")(x)
+        else:
+            x = type(layer).from_config(config)(x)
+    return keras.Model(inputs, x, name=f"{base.name}_bn")
 
 
 def base_of(model: Any) -> Any:

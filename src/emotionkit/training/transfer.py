@@ -96,12 +96,13 @@ class TransferTrainer(Trainer):
         weights = self.args["base_weights"]
         if weights == "none":
             return
-        name = self.args["arch_options"]["base"]
-        if weights == "imagenet":
-            from ..classifiers._keras_layers import application_constructor
+        from ..classifiers._keras_layers import application_constructor
 
+        name = self.args["arch_options"]["base"]
+        constructor = application_constructor(name)
+        if weights == "imagenet":
             try:
-                pretrained = application_constructor(name)(
+                pretrained = constructor(
                     include_top=False, weights="imagenet", input_shape=base.input_shape[1:]
                 )
             except Exception as exc:  # Keras raises many kinds on download
@@ -110,15 +111,20 @@ class TransferTrainer(Trainer):
                     f"{exc}); offline, pass --base-weights PATH (a local no-top weights "
                     "file) or --base-weights none"
                 ) from exc
-            base.set_weights(pretrained.get_weights())
         else:
+            pretrained = constructor(include_top=False, weights=None,
+                                     input_shape=base.input_shape[1:])
             try:
-                base.load_weights(weights)
+                pretrained.load_weights(weights)
             except Exception as exc:  # h5py/Keras raise many kinds
                 raise TrainingError(
                     f"base weights {weights}: cannot load into {name} without its top "
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
+        # by layer name: the base may have batch norm layers (batch_norm=True) in between
+        for layer in pretrained.layers:
+            if layer.weights:
+                base.get_layer(layer.name).set_weights(layer.get_weights())
         log.info("base %s: weights from %s", name, weights)
 
     def _schedule(
@@ -128,7 +134,8 @@ class TransferTrainer(Trainer):
         """Head phase (base frozen) if ``head_epochs``, then the trainable blocks too."""
         args = self.args
         base = base_of(model)
-        if state["epoch"] == 0 and args["base_weights"] == "none":
+        if state["epoch"] == 0 and args["base_weights"] == "none" and not any(
+                isinstance(layer, keras.layers.BatchNormalization) for layer in base.layers):
             _lsuv_init(keras, model, base, train.pixels[:_LSUV_BATCH], seed=args["seed"])
         index = self._epoch_index(train)
         head = min(args["head_epochs"], args["epochs"])
