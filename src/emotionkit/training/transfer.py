@@ -23,7 +23,6 @@ __all__ = ["TransferTrainer"]
 log = logging.getLogger("emotionkit.training")
 
 _FINETUNE_DIR = "finetune"
-_LSUV_BATCH = 256
 
 
 class TransferTrainer(Trainer):
@@ -35,9 +34,8 @@ class TransferTrainer(Trainer):
 
     Args:
         base_weights: the base's starting weights: ``"imagenet"`` (downloaded by Keras to
-            ``~/.keras/models`` on first use; needs internet), ``"none"`` (from scratch:
-            He-normal weights rescaled layer by layer to unit output variance on a batch of
-            training faces, LSUV, so deep bases without batch norm train), or the
+            ``~/.keras/models`` on first use; needs internet), ``"none"`` (Keras's random
+            initialisation; see the ``batch_norm`` architecture option for VGG), or the
             path of a weights file for the base without its top (e.g. Keras's
             ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``) for offline machines.
             Used when a run starts; a resumed run continues from its checkpoint.
@@ -134,9 +132,6 @@ class TransferTrainer(Trainer):
         """Head phase (base frozen) if ``head_epochs``, then the trainable blocks too."""
         args = self.args
         base = base_of(model)
-        if state["epoch"] == 0 and args["base_weights"] == "none" and not any(
-                isinstance(layer, keras.layers.BatchNormalization) for layer in base.layers):
-            _lsuv_init(keras, model, base, train.pixels[:_LSUV_BATCH], seed=args["seed"])
         index = self._epoch_index(train)
         head = min(args["head_epochs"], args["epochs"])
         finetune_dir = self.checkpoint_dir / _FINETUNE_DIR
@@ -163,25 +158,3 @@ class TransferTrainer(Trainer):
                   backup_dir=finetune_dir if head else self.checkpoint_dir)
 
 
-
-def _lsuv_init(keras: Any, model: Any, base: Any, pixels: Any, seed: int) -> None:
-    """Initialise a from-scratch ``base`` so that it trains: He-normal kernels, zero biases,
-    then each kernel (in network order) rescaled so that its layer's output has unit
-    standard deviation on ``pixels`` (layer-sequential unit-variance init, Mishkin & Matas
-    2016; with zero biases and ReLU/max-pool layers one rescale is exact).
-    Keras's default Glorot init leaves a deep plain base such as VGG19 stuck at the class
-    prior for epochs."""
-    import numpy as np
-
-    # the base's input as the outer model computes it (after resizing and preprocessing)
-    inputs = keras.Model(model.inputs, model.get_layer("base_preprocess").output).predict(
-        pixels, verbose=0)
-    layers = [layer for layer in base.layers if getattr(layer, "kernel", None) is not None]
-    for i, layer in enumerate(layers):
-        layer.kernel.assign(keras.initializers.HeNormal(seed=seed + i)(layer.kernel.shape))
-        if getattr(layer, "bias", None) is not None:
-            layer.bias.assign(np.zeros(layer.bias.shape, dtype="float32"))
-        std = float(np.std(keras.Model(base.input, layer.output).predict(inputs, verbose=0)))
-        if std > 0:
-            layer.kernel.assign(layer.kernel / std)
-    log.info("base %s: LSUV init on %d training faces", base.name, len(pixels))
