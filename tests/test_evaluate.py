@@ -108,3 +108,36 @@ def test_evaluate_plain_protocol_classifier(tmp_path: Path) -> None:
     data = FolderDataset(root, val_fraction=0, channels=3).load("train")
     report = evaluate_classifier(_MeanBrightness(), data)
     assert report.accuracy == 1.0 and report.n == 20
+
+
+def test_seven_class_model_scored_on_a_label_subset(tmp_path: Path) -> None:
+    """The bundled fer-cnn scored as an angry/happy/sad classifier on real face crops."""
+    from emotionkit import create_classifier
+    from emotionkit.training.datasets import DatasetError
+
+    root = tmp_path / "faces"
+    for label, crops in (("happy", face_crops(8, 3)), ("sad", face_crops(8, 4, "camera")),
+                         ("neutral", face_crops(4, 5, "camera"))):
+        (root / label).mkdir(parents=True)
+        for i, crop in enumerate(crops):
+            cv2.imwrite(str(root / label / f"{i}.png"), crop)
+    clf = create_classifier("fer-cnn")
+    data = FolderDataset(root, val_fraction=0, channels=1).load("train")
+    subset = ["angry", "happy", "sad"]
+    report = evaluate_classifier(clf, data, labels=subset)
+    assert report.labels == tuple(subset) and report.n == 16  # neutral faces left out
+    keep = np.isin(np.array(data.labels)[data.targets], subset)
+    probs = clf.predict_pixels(data.pixels[keep])
+    expected = probs[:, [clf.labels.index(x) for x in subset]].argmax(axis=1)
+    truth = [subset.index(data.labels[t]) for t in data.targets[keep]]
+    by_hand = evaluate_predictions(truth, expected, subset)
+    assert report.confusion.tolist() == by_hand.confusion.tolist()
+    full = evaluate_classifier(clf, data)
+    assert full.labels == clf.labels and full.n == 20
+    with pytest.raises(DatasetError, match="no label 'calm'"):
+        evaluate_classifier(clf, data, labels=["happy", "calm"])
+
+    result = _runner().invoke(main, ["evaluate", str(root), "--labels", "angry,happy,sad",
+                                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["labels"] == subset

@@ -26,7 +26,10 @@ __all__ = ["evaluate"]
               type=click.Choice(["text", "json"]))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write metrics.json and confusion_matrix.png here.")
-@click.option("--labels", default=None, help="Folder datasets: comma-separated labels.")
+@click.option("--labels", default=None,
+              help="Comma-separated labels: evaluate only images of these labels, counting "
+              "the classifier's most probable of them as its answer (e.g. a 7-class model "
+              "as an angry,happy,sad one).")
 @click.option("--ferplus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="FER2013 csv: evaluate against FER+ majority labels.")
 def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt: str,
@@ -54,7 +57,7 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         split = next((s for s in (dataset.test_split, dataset.val_split, dataset.train_split)
                       if s in available), dataset.train_split)
     images = run_or_fail(dataset.load, split)
-    report = run_or_fail(evaluate_classifier, classifier, images, tta=tta)
+    report = run_or_fail(evaluate_classifier, classifier, images, tta=tta, labels=label_list)
     if fmt == "json":
         click.echo(report.to_json())
     else:

@@ -161,7 +161,8 @@ def evaluate_predictions(
 
 
 def evaluate_classifier(
-    classifier: Any, data: ImageData, tta: bool = False, batch_size: int = 256
+    classifier: Any, data: ImageData, tta: bool = False, batch_size: int = 256,
+    labels: Sequence[str] | None = None,
 ) -> EvaluationReport:
     """Classify every image of ``data`` and compare with its targets.
 
@@ -170,8 +171,22 @@ def evaluate_classifier(
     does not know are left out (logged); the report uses the classifier's labels.
     Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
     through ``predict`` as BGR crops (without ``tta``).
+
+    ``labels``: score the classifier as one for these of its labels only: images of other
+    labels are left out, and its answer is the most probable of these labels (e.g. a
+    7-class model scored on angry/happy/sad). The report then has these labels.
     """
     model_labels = tuple(classifier.labels)
+    columns = list(range(len(model_labels)))
+    if labels is not None:
+        missing = [x for x in labels if x not in model_labels]
+        if missing or not labels:
+            raise DatasetError(
+                f"the classifier has no label {', '.join(map(repr, missing)) or '(none given)'};"
+                f" its labels: {', '.join(model_labels)}"
+            )
+        columns = [model_labels.index(x) for x in labels]
+        model_labels = tuple(labels)
     mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])
     y_true = mapping[data.targets]
     keep = y_true >= 0
@@ -192,7 +207,7 @@ def evaluate_classifier(
             probs = classifier.predict_pixels(chunk, tta=tta)
         else:
             probs = classifier.predict(list(_pixels_to_bgr(chunk, data.color_order)))
-        preds.append(np.asarray(probs).argmax(axis=1))
+        preds.append(np.asarray(probs)[:, columns].argmax(axis=1))
     y_pred = np.concatenate(preds)
     return evaluate_predictions(y_true[keep], y_pred, model_labels, data.name)
 
