@@ -268,6 +268,13 @@ def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
     TransferTrainer(tmp_path / "b", base_weights="none",
                     **{**options, "arch_options": {**SMALL, "batch_norm": True,
                                                    "trainable_blocks": -1}}).fit(train, val)
-    bn = base_of(keras.saving.load_model(tmp_path / "b" / "model.keras")).get_layer(
-        "block1_conv1_bn")
+    trained = base_of(keras.saving.load_model(tmp_path / "b" / "model.keras"))
+    bn = trained.get_layer("block1_conv1_bn")
     assert np.abs(bn.moving_mean.numpy()).max() > 1e-3
+    # that VGG-BN base, saved, is the starting point of another run (e.g. 7 classes -> 3)
+    trained.save_weights(tmp_path / "vgg19_bn.weights.h5")
+    TransferTrainer(tmp_path / "c", base_weights=tmp_path / "vgg19_bn.weights.h5",
+                    head_epochs=1, **options).fit(train, val)
+    reloaded = base_of(keras.saving.load_model(tmp_path / "c" / "model.keras"))
+    for saved, want in zip(reloaded.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(saved, want)

@@ -9,6 +9,7 @@ schedule (train the new head with the base frozen, then also the base's last blo
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,21 @@ class TransferTrainer(Trainer):
                     "file) or --base-weights none"
                 ) from exc
         else:
-            pretrained = constructor(include_top=False, weights=None,
-                                     input_shape=base.input_shape[1:])
+            try:  # a file saved from a base like this one (e.g. a VGG-BN pre-trained here)
+                with warnings.catch_warnings():  # Keras warns per layer it cannot fill
+                    warnings.simplefilter("ignore")
+                    base.load_weights(weights)
+                log.info("base %s: weights from %s", name, weights)
+                return
+            except Exception:  # h5py/Keras raise many kinds; try the plain application next
+                pretrained = constructor(include_top=False, weights=None,
+                                         input_shape=base.input_shape[1:])
             try:
                 pretrained.load_weights(weights)
             except Exception as exc:  # h5py/Keras raise many kinds
                 raise TrainingError(
-                    f"base weights {weights}: cannot load into {name} without its top "
-                    f"({type(exc).__name__}: {exc})"
+                    f"base weights {weights}: cannot load into {name} without its top, "
+                    f"nor into this run's base ({type(exc).__name__}: {exc})"
                 ) from exc
         # by layer name: the base may have batch norm layers (batch_norm=True) in between
         for layer in pretrained.layers:
