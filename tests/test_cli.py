@@ -113,10 +113,11 @@ def test_unknown_plugins_are_one_line_errors(photos: Path, brightness_model_dir:
                                              option: str, value: str, message: str) -> None:
     args = ["detect", str(photos / "astronaut.jpg"), "-c", str(brightness_model_dir),
             option, value]
-    res = run(*args)
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and message in res.stderr
-    assert res.stdout == ""
+    for extra in ([], ["--workers", "2"]):  # with workers, checked before they start
+        res = run(*args, *extra)
+        assert res.returncode == 2
+        assert res.stderr.count("\n") == 1 and message in res.stderr
+        assert res.stdout == ""
 
 
 def test_invalid_model_file_is_a_one_line_error(photos: Path, tmp_path: Path) -> None:

@@ -67,6 +67,13 @@ class _Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
 
+    def check(self, name: str) -> None:
+        """Raise :class:`UnknownPluginError` unless ``name`` is available (imports nothing)."""
+        if name not in self:
+            raise UnknownPluginError(
+                f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
+            )
+
     def factory(self, name: str) -> Callable[..., T]:
         if name in self._registered:
             return self._registered[name]
@@ -74,11 +81,8 @@ class _Registry(Generic[T]):
         if name in eps:
             loaded: Callable[..., T] = eps[name].load()
             return loaded
-        if name in self._builtins:
-            return _import_object(self._builtins[name])
-        raise UnknownPluginError(
-            f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
-        )
+        self.check(name)
+        return _import_object(self._builtins[name])
 
     def create(self, name: str, **kwargs: Any) -> T:
         return self.factory(name)(**kwargs)

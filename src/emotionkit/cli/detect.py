@@ -88,11 +88,10 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     if workers > 1 and all(videos):
         fail("--workers applies to images; a video is read in one process", 2)
     pool = workers > 1 and not all(videos)
-    if pool:
-        from ..registry import list_detectors
+    if pool:  # the registry's own check: the detector module is imported in the workers
+        from ..registry import _detectors
 
-        if detector not in list_detectors():
-            fail(f"unknown detector {detector!r}; available: {', '.join(list_detectors())}", 2)
+        run_or_fail(_detectors.check, detector, exit_code=2)
     # with a worker pool the workers detect; this process only classifies
     rec = run_or_fail(EmotionRecognizer, detector="none" if pool else detector,
                       classifier=classifier, exit_code=2)
