@@ -70,9 +70,7 @@ class _Registry(Generic[T]):
     def check(self, name: str) -> None:
         """Raise :class:`UnknownPluginError` unless ``name`` is available (imports nothing)."""
         if name not in self:
-            raise UnknownPluginError(
-                f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
-            )
+            raise self._unknown(name)
 
     def factory(self, name: str) -> Callable[..., T]:
         if name in self._registered:
@@ -81,8 +79,14 @@ class _Registry(Generic[T]):
         if name in eps:
             loaded: Callable[..., T] = eps[name].load()
             return loaded
-        self.check(name)
-        return _import_object(self._builtins[name])
+        if name in self._builtins:
+            return _import_object(self._builtins[name])
+        raise self._unknown(name)
+
+    def _unknown(self, name: str) -> UnknownPluginError:
+        return UnknownPluginError(
+            f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
+        )
 
     def create(self, name: str, **kwargs: Any) -> T:
         return self.factory(name)(**kwargs)

@@ -49,8 +49,9 @@ def _transfer_model(
     ``pooling`` is ``"flatten"`` (the seed's VGG head) or ``"avg"``. ``trainable_blocks``
     is how many of the base's last blocks train (see :func:`set_trainable_blocks`).
     ``batch_norm`` puts batch normalisation between each convolution of a plain base
-    (VGG16/VGG19) and its ReLU, as in torchvision's ``vgg19_bn``: what lets such a base
-    train from scratch. Those layers use batch statistics while training; the batch norm
+    (VGG16/VGG19) and its ReLU, as in torchvision's ``vgg19_bn``, for training such a base
+    from scratch (with ``dropout=0.0``: see docs/training.md). Those layers use batch
+    statistics while training; the batch norm
     that a base has of its own (ResNet, MobileNet) always runs in inference mode.
     """
     import keras
@@ -91,9 +92,8 @@ def _with_batch_norm(keras: Any, base: Any) -> Any:
     place of each ReLU convolution (layer names kept, so pretrained weights still map)."""
     from keras import layers
 
-    if any(len(layer._inbound_nodes) != 1 or isinstance(layer, layers.BatchNormalization)
-           for layer in base.layers) or any(
-               len(keras.tree.flatten(layer.input)) != 1 for layer in base.layers[1:]):
+    if any(isinstance(layer, layers.BatchNormalization) for layer in base.layers) or any(
+            len(keras.tree.flatten(layer.input)) != 1 for layer in base.layers[1:]):
         raise ValueError(
             f"batch_norm=True needs a base that is a plain chain of layers without batch "
             f"norm (VGG16, VGG19); {base.name} is not"

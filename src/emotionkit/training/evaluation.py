@@ -177,7 +177,7 @@ def evaluate_classifier(
     7-class model scored on angry/happy/sad). The report then has these labels.
     """
     model_labels = tuple(classifier.labels)
-    columns = list(range(len(model_labels)))
+    columns: list[int] | slice = slice(None)  # the probability columns scored
     if labels is not None:
         missing = [x for x in labels if x not in model_labels]
         if missing or not labels:

@@ -164,5 +164,3 @@ class TransferTrainer(Trainer):
         self._fit(keras, train_model, model, config, train, val, state, index,
                   epochs=args["epochs"], initial_epoch=head,
                   backup_dir=finetune_dir if head else self.checkpoint_dir)
-
-
