@@ -278,3 +278,7 @@ def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
     reloaded = base_of(keras.saving.load_model(tmp_path / "c" / "model.keras"))
     for saved, want in zip(reloaded.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(saved, want)
+    # into a base without batch norm it would fill the convolutions only: refused
+    with pytest.raises(TrainingError, match="needs --arch-option batch_norm=true"):
+        TransferTrainer(tmp_path / "d", base_weights=tmp_path / "vgg19_bn.weights.h5",
+                        head_epochs=1, **{**options, "arch_options": SMALL}).fit(train, val)

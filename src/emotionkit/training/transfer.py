@@ -111,15 +111,27 @@ class TransferTrainer(Trainer):
                     "file) or --base-weights none"
                 ) from exc
         else:
-            try:  # a file saved from a base like this one (e.g. a VGG-BN pre-trained here)
-                with warnings.catch_warnings():  # Keras warns per layer it cannot fill
-                    warnings.simplefilter("ignore")
-                    base.load_weights(weights)
-                log.info("base %s: weights from %s", name, weights)
-                return
-            except Exception:  # h5py/Keras raise many kinds; try the plain application next
-                pretrained = constructor(include_top=False, weights=None,
-                                         input_shape=base.input_shape[1:])
+            stored = _stored_layer_count(weights)
+            if stored in (None, len(base.layers)):
+                try:  # a file saved from a base like this one (e.g. a VGG-BN pre-trained here)
+                    with warnings.catch_warnings():  # Keras warns per layer it cannot fill
+                        warnings.simplefilter("ignore")
+                        base.load_weights(weights)
+                    log.info("base %s: weights from %s", name, weights)
+                    return
+                except Exception:  # h5py/Keras raise many kinds; try the plain application
+                    pass
+            pretrained = constructor(include_top=False, weights=None,
+                                     input_shape=base.input_shape[1:])
+            if stored not in (None, len(pretrained.layers)):
+                # Keras 3 files match layers by order: a VGG-BN file would load into a
+                # plain VGG's convolutions and silently leave its batch norm behind
+                raise TrainingError(
+                    f"base weights {weights}: saved from a base of {stored} layers, but "
+                    f"this run's {name} base has {len(base.layers)} and a plain {name} "
+                    f"{len(pretrained.layers)}; a file saved from a base with batch norm "
+                    "needs --arch-option batch_norm=true, otherwise pass the base's own file"
+                )
             try:
                 pretrained.load_weights(weights)
             except Exception as exc:  # h5py/Keras raise many kinds
@@ -164,3 +176,15 @@ class TransferTrainer(Trainer):
         self._fit(keras, train_model, model, config, train, val, state, index,
                   epochs=args["epochs"], initial_epoch=head,
                   backup_dir=finetune_dir if head else self.checkpoint_dir)
+
+
+def _stored_layer_count(path: str | Path) -> int | None:
+    """How many layers a Keras 3 ``.weights.h5`` file holds (``None``: another format)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            layers = f.get("layers")
+            return len(layers) if isinstance(layers, h5py.Group) else None
+    except OSError:  # missing or not HDF5: the loaders below say so
+        return None
