@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import emotionkit
 from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
 from emotionkit.classifiers.preprocess import faces_to_pixels
@@ -223,6 +224,11 @@ def test_cli_trains_a_transfer_model_with_a_label_subset(fer_csv: Path, tmp_path
     bad = runner.invoke(main, [*args[:-1], "--base-weights", str(tmp_path / "missing.h5")])
     assert bad.exit_code == 1
     assert "missing.h5: no such file" in bad.output and "Traceback" not in bad.output
+    fer_cnn = Path(emotionkit.__file__).parent / "data" / "models" / "fer-cnn" / "model.keras"
+    bad = runner.invoke(main, [*args[:2], "--out", str(tmp_path / "from-fer-cnn"), *args[4:-1],
+                               "--base-weights", str(fer_cnn)])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert "no nested base model; pass a model trained with a transfer" in bad.output
 
 
 def test_fer_cnn_is_not_a_transfer_architecture(tmp_path: Path) -> None:
@@ -278,7 +284,15 @@ def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
     reloaded = base_of(keras.saving.load_model(tmp_path / "c" / "model.keras"))
     for saved, want in zip(reloaded.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(saved, want)
-    # into a base without batch norm it would fill the convolutions only: refused
-    with pytest.raises(TrainingError, match="needs --arch-option batch_norm=true"):
-        TransferTrainer(tmp_path / "d", base_weights=tmp_path / "vgg19_bn.weights.h5",
-                        head_epochs=1, **{**options, "arch_options": SMALL}).fit(train, val)
+    # or the trained model file itself: its base is taken
+    TransferTrainer(tmp_path / "e", base_weights=tmp_path / "b" / "model.keras",
+                    head_epochs=1, **options).fit(train, val)
+    reloaded = base_of(keras.saving.load_model(tmp_path / "e" / "model.keras"))
+    for saved, want in zip(reloaded.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(saved, want)
+    # into a base without batch norm either would fill the convolutions only: refused
+    # (twice into the same directory: a run that failed before its first epoch holds nothing)
+    for source in (tmp_path / "vgg19_bn.weights.h5", tmp_path / "b" / "model.keras"):
+        with pytest.raises(TrainingError, match="needs --arch-option batch_norm=true"):
+            TransferTrainer(tmp_path / "d", base_weights=source, head_epochs=1,
+                            **{**options, "arch_options": SMALL}).fit(train, val)

@@ -67,7 +67,8 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--val-split", default=None, help="Split to select on (default: validation).")
 @click.option("--base-weights", default="imagenet", show_default=True,
               help="Transfer architectures: base weights, imagenet | none | PATH (a local "
-              "no-top weights file, for machines without internet).")
+              "no-top weights file, for machines without internet, or a .keras model "
+              "trained here with a transfer architecture: its base).")
 @click.option("--head-epochs", default=0, show_default=True, type=click.IntRange(min=0),
               help="Transfer architectures: first train only the new head for this many "
               "epochs, then the base's last blocks too (0 = one phase).")

@@ -254,7 +254,10 @@ class Trainer:
     def _prepare_out_dir(self, config: ModelConfig) -> dict[str, Any]:
         fresh: dict[str, Any] = {"epoch": 0, "history": {}, "best": None, "best_epoch": 0,
                                  "wait": 0}
-        has_run = (self.checkpoint_dir / _STATE_FILE).is_file()
+        # a run that failed before its first epoch (e.g. bad base weights) holds nothing
+        has_run = (self.checkpoint_dir / _STATE_FILE).is_file() and (
+            self._read_state()["epoch"] > 0 or self._backed_up_epochs(self.checkpoint_dir) > 0
+        )
         if has_run and not self.resume:
             raise TrainingError(
                 f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "

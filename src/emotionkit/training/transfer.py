@@ -38,7 +38,9 @@ class TransferTrainer(Trainer):
             ``~/.keras/models`` on first use; needs internet), ``"none"`` (Keras's random
             initialisation; see the ``batch_norm`` architecture option for VGG), or the
             path of a weights file for the base without its top (e.g. Keras's
-            ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``) for offline machines.
+            ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``) for offline machines,
+            or of a ``.keras`` model trained here with a transfer architecture (its base
+            is taken, e.g. one trained on all 7 labels to start a 3-label run).
             Used when a run starts; a resumed run continues from its checkpoint.
         head_epochs: two-phase schedule: for this many epochs only the new head trains
             (base frozen) at ``head_learning_rate``; then the base's last
@@ -101,7 +103,7 @@ class TransferTrainer(Trainer):
         constructor = application_constructor(name)
         if weights == "imagenet":
             try:
-                pretrained = constructor(
+                source = constructor(
                     include_top=False, weights="imagenet", input_shape=base.input_shape[1:]
                 )
             except Exception as exc:  # Keras raises many kinds on download
@@ -109,6 +111,19 @@ class TransferTrainer(Trainer):
                     f"cannot get the ImageNet weights of {name} ({type(exc).__name__}: "
                     f"{exc}); offline, pass --base-weights PATH (a local no-top weights "
                     "file) or --base-weights none"
+                ) from exc
+        elif weights.lower().endswith(".keras"):  # a model trained here: take its base
+            from ..classifiers.keras_model import _load_keras_model
+            from ..errors import ModelLoadError
+
+            try:
+                source = base_of(_load_keras_model(Path(weights)))
+            except ModelLoadError as exc:
+                raise TrainingError(f"base weights {exc}") from exc
+            except ValueError as exc:  # base_of: no nested application base
+                raise TrainingError(
+                    f"base weights {weights}: {exc}; pass a model trained with a transfer "
+                    "architecture, a no-top weights file, 'imagenet' or 'none'"
                 ) from exc
         else:
             stored = _stored_layer_count(weights)
@@ -121,28 +136,25 @@ class TransferTrainer(Trainer):
                     return
                 except Exception:  # h5py/Keras raise many kinds; try the plain application
                     pass
-            pretrained = constructor(include_top=False, weights=None,
-                                     input_shape=base.input_shape[1:])
-            if stored not in (None, len(pretrained.layers)):
+            source = constructor(include_top=False, weights=None,
+                                 input_shape=base.input_shape[1:])
+            if stored not in (None, len(source.layers)):
                 # Keras 3 files match layers by order: a VGG-BN file would load into a
                 # plain VGG's convolutions and silently leave its batch norm behind
                 raise TrainingError(
                     f"base weights {weights}: saved from a base of {stored} layers, but "
                     f"this run's {name} base has {len(base.layers)} and a plain {name} "
-                    f"{len(pretrained.layers)}; a file saved from a base with batch norm "
+                    f"{len(source.layers)}; a file saved from a base with batch norm "
                     "needs --arch-option batch_norm=true, otherwise pass the base's own file"
                 )
             try:
-                pretrained.load_weights(weights)
+                source.load_weights(weights)
             except Exception as exc:  # h5py/Keras raise many kinds
                 raise TrainingError(
                     f"base weights {weights}: cannot load into {name} without its top, "
                     f"nor into this run's base ({type(exc).__name__}: {exc})"
                 ) from exc
-        # by layer name: the base may have batch norm layers (batch_norm=True) in between
-        for layer in pretrained.layers:
-            if layer.weights:
-                base.get_layer(layer.name).set_weights(layer.get_weights())
+        _copy_by_name(source, base, weights)
         log.info("base %s: weights from %s", name, weights)
 
     def _schedule(
@@ -188,3 +200,28 @@ def _stored_layer_count(path: str | Path) -> int | None:
             return len(layers) if isinstance(layers, h5py.Group) else None
     except OSError:  # missing or not HDF5: the loaders below say so
         return None
+
+
+def _copy_by_name(source: Any, base: Any, weights: str) -> None:
+    """Copy every layer's weights of ``source`` into the layer of ``base`` of that name.
+
+    ``base`` may have more layers (batch norm added by ``batch_norm=True``: they keep their
+    initial values); a ``source`` layer without a place in ``base`` is an error, never a
+    silent drop.
+    """
+    targets = {layer.name: layer for layer in base.layers if layer.weights}
+    extra = [layer.name for layer in source.layers if layer.weights and layer.name not in targets]
+    if extra:
+        raise TrainingError(
+            f"base weights {weights}: {len(extra)} of its layers ({extra[0]}, ...) have no "
+            "place in this run's base; one saved with batch norm needs --arch-option "
+            "batch_norm=true, and the base must be the same application"
+        )
+    for layer in source.layers:
+        if layer.weights:
+            try:
+                targets[layer.name].set_weights(layer.get_weights())
+            except ValueError as exc:
+                raise TrainingError(
+                    f"base weights {weights}: layer {layer.name} does not fit ({exc})"
+                ) from exc
