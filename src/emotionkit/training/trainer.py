@@ -55,7 +55,8 @@ _STATE_FILE = "state.json"
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 _MONITOR = "val_accuracy"
 _RESUME_MUST_MATCH: tuple[str, ...] = (
-    "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment"
+    "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment",
+    "teacher",
 )
 
 
@@ -125,6 +126,12 @@ class Trainer:
         seed: seeds Python, NumPy and the backend (weights, shuffling, augmentation).
         resume: continue the run in ``out_dir`` from its last checkpoint.
         progress: show a progress bar per epoch (tqdm, on stderr).
+        teacher: knowledge distillation: a classifier (registered name, model directory or
+            file, ``hf://`` spec) whose soft labels, computed once per run, are mixed into
+            the targets (see :mod:`emotionkit.training.distill`); it must know every label
+            of the training data. ``None``: one-hot labels only.
+        teacher_weight: share of the teacher's soft labels in the targets (0..1).
+        teacher_temperature: softens the teacher's probabilities (``p ** (1 / T)``).
     """
 
     resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
@@ -147,6 +154,9 @@ class Trainer:
         seed: int = 0,
         resume: bool = False,
         progress: bool = True,
+        teacher: str | Path | None = None,
+        teacher_weight: float = 0.5,
+        teacher_temperature: float = 2.0,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.architecture = get_architecture(arch)
@@ -154,6 +164,8 @@ class Trainer:
             raise TrainingError("epochs, batch_size and learning_rate must be positive")
         if class_weight not in CLASS_WEIGHTING:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
+        if not 0.0 <= teacher_weight <= 1.0 or teacher_temperature <= 0:
+            raise TrainingError("teacher_weight must be in [0, 1] and teacher_temperature > 0")
         self.args: dict[str, Any] = {
             "arch": arch,
             "arch_options": _resolve_options(self.architecture, arch_options or {}),
@@ -166,11 +178,16 @@ class Trainer:
             "augment": bool(augment),
             "patience": int(patience),
             "seed": int(seed),
+            "teacher": None if teacher is None else {
+                "model": str(teacher), "weight": float(teacher_weight),
+                "temperature": float(teacher_temperature),
+            },
         }
         # as stored in config.json (tuples become lists), so a resume compares like with like
         self.args = json.loads(json.dumps(self.args))
         self.resume = resume
         self.progress = progress
+        self._soft_labels: dict[str, np.ndarray] = {}  # teacher outputs per data fingerprint
 
     @property
     def data_options(self) -> dict[str, Any]:
@@ -382,6 +399,7 @@ class Trainer:
         log.info("class weights: %s", dict(zip(train.labels, np.round(weights, 3).tolist())))
         eye = np.eye(num_classes, dtype=np.float32)
         targets = train.targets[index]
+        y = self._targets(train)[index]
         callbacks = [
             _Progress(math.ceil(len(index) / args["batch_size"]), args["epochs"],
                       enabled=self.progress),
@@ -389,12 +407,29 @@ class Trainer:
             keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
         ]
         train_model.fit(
-            pixels_to_input(train.pixels[index], config), eye[targets],
+            pixels_to_input(train.pixels[index], config), y,
             sample_weight=weights[targets].astype(np.float32),
             validation_data=(pixels_to_input(val.pixels, config), eye[val.targets]),
             batch_size=args["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
             shuffle=True, verbose=0, callbacks=callbacks,
         )
+
+    def _targets(self, train: ImageData) -> np.ndarray:
+        """Training targets ``(N, labels)``: one-hot, or mixed with the teacher's soft labels
+        (the teacher classifies ``train`` once per run)."""
+        teacher = self.args["teacher"]
+        if teacher is None:
+            return np.eye(len(train.labels), dtype=np.float32)[train.targets]
+        from ..recognizer import resolve_classifier
+        from .distill import distillation_targets, soft_labels
+
+        key = train.fingerprint()
+        if key not in self._soft_labels:
+            log.info("teacher %s: soft labels for %d images", teacher["model"], len(train))
+            self._soft_labels[key] = soft_labels(
+                resolve_classifier(teacher["model"]), train, teacher["temperature"]
+            )
+        return distillation_targets(train, self._soft_labels[key], teacher["weight"])
 
     def _epoch_index(self, train: ImageData) -> np.ndarray:
         """Rows of ``train`` that make one epoch: all of them, or with

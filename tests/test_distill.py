@@ -1,0 +1,102 @@
+"""Knowledge distillation: a student trained on pure-noise labels learns its teacher.
+
+The teacher is the ``brightness_model_dir`` model (trained in the test session on real
+face crops to tell bright from dark faces); the student's training labels are coin flips.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from emotionkit.classifiers import load_classifier
+from emotionkit.cli import main
+from emotionkit.training import ImageData, Trainer, TrainingError
+from emotionkit.training.datasets import DatasetError
+from emotionkit.training.distill import distillation_targets, soft_labels
+from test_datasets import face_crops, write_face_folders
+
+TINY = {"widths": (8, 16), "dropout": 0.1, "head_dropout": 0.1, "bn_momentum": 0.7}
+
+
+def _lit_faces(n: int, seed: int, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Gray real face crops, alternately brightened (truth 0) and darkened (truth 1)."""
+    pixels, truth = [], []
+    for i, crop in enumerate(face_crops(n, seed=seed)):
+        gain = 1.6 if i % 2 == 0 else 0.45
+        lit = np.clip(crop.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        gray = cv2.cvtColor(cv2.resize(lit, (size, size), interpolation=cv2.INTER_AREA),
+                            cv2.COLOR_BGR2GRAY)
+        pixels.append(gray[:, :, None])
+        truth.append(i % 2)
+    return np.stack(pixels), np.array(truth)
+
+
+@pytest.fixture(scope="module")
+def noisy() -> tuple[ImageData, ImageData, np.ndarray]:
+    """Training data with coin-flip labels, validation data with the true ones."""
+    pixels, truth = _lit_faces(160, seed=5)
+    flips = np.random.default_rng(0).integers(0, 2, size=len(truth))
+    train = ImageData(pixels, flips, ("bright", "dark"), name="coin flips")
+    val_pixels, val_truth = _lit_faces(48, seed=6)
+    val = ImageData(val_pixels, val_truth, ("bright", "dark"), name="val")
+    return train, val, truth
+
+
+def test_soft_labels_follow_the_teacher(brightness_model_dir: Path, noisy) -> None:
+    train, _, truth = noisy
+    teacher = load_classifier(brightness_model_dir)
+    soft = soft_labels(teacher, train, temperature=1.0)
+    assert soft.shape == (len(train), 2) and np.allclose(soft.sum(axis=1), 1, atol=1e-5)
+    assert (soft.argmax(axis=1) == truth).mean() > 0.9
+    # the same faces at another size go through the teacher's own resizing (BGR crops)
+    pixels64, _ = _lit_faces(160, seed=5, size=64)
+    resized = soft_labels(teacher, ImageData(pixels64, train.targets, train.labels))
+    assert (resized.argmax(axis=1) == soft.argmax(axis=1)).mean() > 0.9
+    # a higher temperature gives softer targets, the same ranking
+    hot = soft_labels(teacher, train, temperature=4.0)
+    assert (hot.max(axis=1) <= soft.max(axis=1) + 1e-6).all()
+    assert (hot.argmax(axis=1) == soft.argmax(axis=1)).all()
+    mixed = distillation_targets(train, soft, 0.25)
+    np.testing.assert_allclose(mixed, 0.75 * np.eye(2)[train.targets] + 0.25 * soft, atol=1e-6)
+    with pytest.raises(DatasetError, match="teacher has no label 'happy'"):
+        soft_labels(teacher, ImageData(train.pixels, train.targets, ("happy", "dark")))
+
+
+def test_student_learns_the_teacher_not_the_noisy_labels(
+    brightness_model_dir: Path, noisy, tmp_path: Path
+) -> None:
+    train, val, _ = noisy
+    agreement = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"w{weight}"
+        Trainer(out, arch_options=TINY, epochs=6, batch_size=16, learning_rate=3e-3,
+                progress=False, seed=1, augment=False, teacher=str(brightness_model_dir),
+                teacher_weight=weight, teacher_temperature=1.0).fit(train, val)
+        student = load_classifier(out)
+        agreement[weight] = (student.predict_pixels(val.pixels).argmax(axis=1)
+                             == val.targets).mean()
+        config = json.loads((out / "config.json").read_text())
+        assert config["training"]["teacher"] == {
+            "model": str(brightness_model_dir), "weight": weight, "temperature": 1.0}
+    assert agreement[1.0] >= 0.9 > 0.75 > agreement[0.0], agreement
+
+
+def test_cli_teacher_errors_are_one_line(tmp_path: Path, brightness_model_dir: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=8)
+    runner = CliRunner()
+    base = ["train", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+            "--arch-option", "widths=[8,16]"]
+    result = runner.invoke(main, [*base, "--teacher", str(brightness_model_dir)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "teacher has no label 'happy'" in result.output
+    result = runner.invoke(main, [*base, "--teacher", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "missing" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(TrainingError, match="teacher_weight"):
+        Trainer(tmp_path / "x", teacher="fer-cnn", teacher_weight=2.0)
