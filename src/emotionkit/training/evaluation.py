@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ def evaluate_classifier(
     classifier's config). Labels are matched by name: images whose label the classifier
     does not know are left out (logged); the report uses the classifier's labels.
     Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
-    through ``predict`` as BGR crops (without ``tta``).
+    through ``predict`` (without ``tta``).
 
     ``labels``: score the classifier as one for these of its labels only: images of other
     labels are left out, and its answer is the most probable of these labels (e.g. a
@@ -179,13 +179,7 @@ def evaluate_classifier(
     model_labels = tuple(classifier.labels)
     columns: list[int] | slice = slice(None)  # the probability columns scored
     if labels is not None:
-        missing = [x for x in labels if x not in model_labels]
-        if missing or not labels:
-            raise DatasetError(
-                f"the classifier has no label {', '.join(map(repr, missing)) or '(none given)'};"
-                f" its labels: {', '.join(model_labels)}"
-            )
-        columns = [model_labels.index(x) for x in labels]
+        columns = _label_columns(model_labels, labels, "classifier")
         model_labels = tuple(labels)
     mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])
     y_true = mapping[data.targets]
@@ -199,15 +193,8 @@ def evaluate_classifier(
         unknown = sorted({data.labels[t] for t in data.targets[~keep]})
         log.warning("%s: left out %d images with labels the classifier lacks: %s",
                     data.name, int((~keep).sum()), ", ".join(unknown))
-    pixels = data.pixels[keep]
-    preds = []
-    for i in range(0, len(pixels), batch_size):
-        chunk = pixels[i : i + batch_size]
-        if hasattr(classifier, "predict_pixels"):
-            probs = classifier.predict_pixels(chunk, tta=tta)
-        else:
-            probs = classifier.predict(list(_pixels_to_bgr(chunk, data.color_order)))
-        preds.append(np.asarray(probs)[:, columns].argmax(axis=1))
+    preds = [probs[:, columns].argmax(axis=1) for probs in _probability_chunks(
+        classifier, data.pixels[keep], data.color_order, tta, batch_size)]
     y_pred = np.concatenate(preds)
     return evaluate_predictions(y_true[keep], y_pred, model_labels, data.name)
 
@@ -232,6 +219,38 @@ def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def _label_columns(known: Sequence[str], wanted: Sequence[str], who: str) -> list[int]:
+    """Indices of ``wanted`` in ``known`` (a model's labels); a missing one is an error."""
+    missing = [x for x in wanted if x not in known]
+    if missing or not wanted:
+        raise DatasetError(
+            f"the {who} has no label {', '.join(map(repr, missing)) or '(none given)'};"
+            f" its labels: {', '.join(known)}"
+        )
+    return [list(known).index(x) for x in wanted]
+
+
+def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, tta: bool,
+                        batch_size: int) -> Iterator[np.ndarray]:
+    """The classifier's probabilities for ``pixels``, ``batch_size`` rows at a time.
+
+    Pixels that have the classifier's input size, channels and colour order (or any, for a
+    classifier without a ``config``) go to ``predict_pixels``; others, and classifiers
+    without it, get BGR crops through ``predict`` (which resizes; ``tta`` is not applied).
+    """
+    config = getattr(classifier, "config", None)
+    _, height, width, channels = pixels.shape
+    direct = hasattr(classifier, "predict_pixels") and (config is None or (
+        tuple(config.input_size) == (height, width) and config.channels == channels
+        and (channels == 1 or config.color_order == color_order)))
+    for i in range(0, len(pixels), batch_size):
+        chunk = pixels[i : i + batch_size]
+        if direct:
+            yield np.asarray(classifier.predict_pixels(chunk, tta=tta))
+        else:
+            yield np.asarray(classifier.predict(list(_pixels_to_bgr(chunk, color_order))))
 
 
 def _pixels_to_bgr(pixels: np.ndarray, color_order: str) -> np.ndarray:

@@ -426,9 +426,10 @@ class Trainer:
         key = train.fingerprint()
         if key not in self._soft_labels:
             log.info("teacher %s: soft labels for %d images", teacher["model"], len(train))
-            self._soft_labels[key] = soft_labels(
-                resolve_classifier(teacher["model"]), train, teacher["temperature"]
-            )
+            soft = soft_labels(resolve_classifier(teacher["model"]), train, teacher["temperature"])
+            log.info("teacher agrees with %.1f%% of the training labels",
+                     100 * float((soft.argmax(axis=1) == train.targets).mean()))
+            self._soft_labels[key] = soft
         return distillation_targets(train, self._soft_labels[key], teacher["weight"])
 
     def _epoch_index(self, train: ImageData) -> np.ndarray:
