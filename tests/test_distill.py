@@ -66,6 +66,28 @@ def test_soft_labels_follow_the_teacher(brightness_model_dir: Path, noisy) -> No
     np.testing.assert_allclose(mixed, 0.75 * np.eye(2)[train.targets] + 0.25 * soft, atol=1e-6)
     with pytest.raises(DatasetError, match="teacher has no label 'happy'"):
         soft_labels(teacher, ImageData(train.pixels, train.targets, ("happy", "dark")))
+    # an ensemble averages its teachers' probabilities, then applies the temperature
+    inverted = soft_labels(teacher, ImageData(255 - train.pixels, train.targets,
+                                              train.labels), temperature=1.0, tta=False)
+    plain = soft_labels(teacher, train, temperature=1.0, tta=False)
+    assert (inverted.argmax(axis=1) != plain.argmax(axis=1)).mean() > 0.5
+    both = soft_labels([teacher, _Inverted(teacher)], train, temperature=4.0, tta=False)
+    mean = (plain + inverted) / 2
+    np.testing.assert_allclose(both, mean ** 0.25 / (mean ** 0.25).sum(axis=1, keepdims=True),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="no teacher"):
+        soft_labels([], train)
+
+
+class _Inverted:
+    """A second, different teacher: the real one shown brightness-inverted faces."""
+
+    def __init__(self, classifier) -> None:
+        self.labels = classifier.labels
+        self._classifier = classifier
+
+    def predict_pixels(self, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
+        return self._classifier.predict_pixels(255 - pixels, tta=tta)
 
 
 def test_student_learns_the_teacher_not_the_noisy_labels(
@@ -73,17 +95,18 @@ def test_student_learns_the_teacher_not_the_noisy_labels(
 ) -> None:
     train, val, _ = noisy
     agreement = {}
-    for weight in (0.0, 1.0):
+    for weight, teachers in ((0.0, [brightness_model_dir]),
+                             (1.0, [brightness_model_dir, brightness_model_dir])):
         out = tmp_path / f"w{weight}"
         Trainer(out, arch_options=TINY, epochs=6, batch_size=16, learning_rate=3e-3,
-                progress=False, seed=1, augment=False, teacher=str(brightness_model_dir),
+                progress=False, seed=1, augment=False, teacher=teachers,
                 teacher_weight=weight, teacher_temperature=1.0).fit(train, val)
         student = load_classifier(out)
         agreement[weight] = (student.predict_pixels(val.pixels).argmax(axis=1)
                              == val.targets).mean()
         config = json.loads((out / "config.json").read_text())
         assert config["training"]["teacher"] == {
-            "model": str(brightness_model_dir), "weight": weight, "temperature": 1.0}
+            "models": [str(t) for t in teachers], "weight": weight, "temperature": 1.0}
     assert agreement[1.0] >= 0.9 > 0.75 > agreement[0.0], agreement
 
 
@@ -95,7 +118,8 @@ def test_cli_teacher_errors_are_one_line(tmp_path: Path, brightness_model_dir: P
     result = runner.invoke(main, [*base, "--teacher", str(brightness_model_dir)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "teacher has no label 'happy'" in result.output
-    result = runner.invoke(main, [*base, "--teacher", str(tmp_path / "missing")])
+    result = runner.invoke(main, [*base, "--teacher", "fer-cnn",
+                                  "--teacher", str(tmp_path / "missing")])
     assert result.exit_code == 1 and "missing" in result.output
     assert "Traceback" not in result.output
     with pytest.raises(TrainingError, match="teacher_weight"):

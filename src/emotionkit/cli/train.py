@@ -74,9 +74,10 @@ def setup_logging(quiet: bool = False) -> None:
               "epochs, then the base's last blocks too (0 = one phase).")
 @click.option("--head-lr", "head_learning_rate", default=1e-3, show_default=True, type=float,
               help="Transfer architectures: peak learning rate of the head phase.")
-@click.option("--teacher", default=None, metavar="NAME_OR_PATH",
+@click.option("--teacher", multiple=True, metavar="NAME_OR_PATH",
               help="Knowledge distillation: a classifier (name, model directory or file, "
-              "hf:// spec) whose soft labels are mixed into the training targets.")
+              "hf:// spec) whose soft labels are mixed into the training targets; "
+              "repeat for an ensemble (probabilities averaged).")
 @click.option("--teacher-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the teacher's soft labels in the targets.")
 @click.option("--teacher-temperature", default=2.0, show_default=True,
@@ -89,7 +90,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           no_augment: bool, patience: int | None, seed: int, resume: bool,
           val_fraction: float, labels: str | None, ferplus: Path | None,
           train_split: str | None, val_split: str | None, base_weights: str,
-          head_epochs: int, head_learning_rate: float, teacher: str | None,
+          head_epochs: int, head_learning_rate: float, teacher: tuple[str, ...],
           teacher_weight: float, teacher_temperature: float, quiet: bool) -> None:
     """Train a classifier on DATA and write a model directory to --out.
 
@@ -106,7 +107,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         "arch_options": _parse_options(arch_option), "batch_size": batch_size,
         "weight_decay": weight_decay, "label_smoothing": label_smoothing,
         "augment": not no_augment, "seed": seed, "resume": resume, "progress": not quiet,
-        "teacher": teacher, "teacher_weight": teacher_weight,
+        "teacher": list(teacher), "teacher_weight": teacher_weight,
         "teacher_temperature": teacher_temperature,
     }
     given = {"epochs": epochs, "learning_rate": learning_rate, "class_weight": class_weight,

@@ -127,9 +127,10 @@ class Trainer:
         resume: continue the run in ``out_dir`` from its last checkpoint.
         progress: show a progress bar per epoch (tqdm, on stderr).
         teacher: knowledge distillation: a classifier (registered name, model directory or
-            file, ``hf://`` spec) whose soft labels, computed once per run, are mixed into
-            the targets (see :mod:`emotionkit.training.distill`); it must know every label
-            of the training data. ``None``: one-hot labels only.
+            file, ``hf://`` spec), or a sequence of them (an ensemble: probabilities
+            averaged), whose soft labels, computed once per run, are mixed into the targets
+            (see :mod:`emotionkit.training.distill`); each must know every label of the
+            training data. ``None`` or empty: one-hot labels only.
         teacher_weight: share of the teacher's soft labels in the targets (0..1).
         teacher_temperature: softens the teacher's probabilities (``p ** (1 / T)``).
     """
@@ -154,7 +155,7 @@ class Trainer:
         seed: int = 0,
         resume: bool = False,
         progress: bool = True,
-        teacher: str | Path | None = None,
+        teacher: str | Path | Sequence[str | Path] | None = None,
         teacher_weight: float = 0.5,
         teacher_temperature: float = 2.0,
     ) -> None:
@@ -166,6 +167,8 @@ class Trainer:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
         if not 0.0 <= teacher_weight <= 1.0 or teacher_temperature <= 0:
             raise TrainingError("teacher_weight must be in [0, 1] and teacher_temperature > 0")
+        teachers = [str(teacher)] if isinstance(teacher, (str, Path)) else [
+            str(t) for t in teacher or ()]
         self.args: dict[str, Any] = {
             "arch": arch,
             "arch_options": _resolve_options(self.architecture, arch_options or {}),
@@ -178,8 +181,8 @@ class Trainer:
             "augment": bool(augment),
             "patience": int(patience),
             "seed": int(seed),
-            "teacher": None if teacher is None else {
-                "model": str(teacher), "weight": float(teacher_weight),
+            "teacher": None if not teachers else {
+                "models": teachers, "weight": float(teacher_weight),
                 "temperature": float(teacher_temperature),
             },
         }
@@ -425,8 +428,10 @@ class Trainer:
 
         key = train.fingerprint()
         if key not in self._soft_labels:
-            log.info("teacher %s: soft labels for %d images", teacher["model"], len(train))
-            soft = soft_labels(resolve_classifier(teacher["model"]), train, teacher["temperature"])
+            log.info("teacher %s: soft labels for %d images", " + ".join(teacher["models"]),
+                     len(train))
+            soft = soft_labels([resolve_classifier(t) for t in teacher["models"]], train,
+                               teacher["temperature"])
             log.info("teacher agrees with %.1f%% of the training labels",
                      100 * float((soft.argmax(axis=1) == train.targets).mean()))
             self._soft_labels[key] = soft
