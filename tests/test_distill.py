@@ -75,6 +75,11 @@ def test_soft_labels_follow_the_teacher(brightness_model_dir: Path, noisy) -> No
     mean = (plain + inverted) / 2
     np.testing.assert_allclose(both, mean ** 0.25 / (mean ** 0.25).sum(axis=1, keepdims=True),
                                atol=1e-5)
+    # a teacher named twice counts twice but classifies the images once
+    twice = _Inverted(teacher)
+    weighted = soft_labels([teacher, twice, twice], train, temperature=1.0, tta=False)
+    np.testing.assert_allclose(weighted, (plain + 2 * inverted) / 3, atol=1e-5)
+    assert twice.calls == 1
     with pytest.raises(ValueError, match="no teacher"):
         soft_labels([], train)
 
@@ -85,8 +90,10 @@ class _Inverted:
     def __init__(self, classifier) -> None:
         self.labels = classifier.labels
         self._classifier = classifier
+        self.calls = 0
 
     def predict_pixels(self, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
+        self.calls += 1
         return self._classifier.predict_pixels(255 - pixels, tta=tta)
 
 

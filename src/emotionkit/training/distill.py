@@ -40,7 +40,11 @@ def soft_labels(teacher: Any | Sequence[Any], data: ImageData, temperature: floa
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
     if not teachers:
         raise ValueError("no teacher given")
-    probs = np.mean([_label_probabilities(t, data, tta, batch_size) for t in teachers], axis=0)
+    once: dict[int, np.ndarray] = {}  # a teacher named twice (more weight) runs once
+    for t in teachers:
+        if id(t) not in once:
+            once[id(t)] = _label_probabilities(t, data, tta, batch_size)
+    probs = np.mean([once[id(t)] for t in teachers], axis=0)
     probs = np.clip(probs, 1e-12, None) ** (1.0 / temperature)
     return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 

@@ -430,7 +430,8 @@ class Trainer:
         if key not in self._soft_labels:
             log.info("teacher %s: soft labels for %d images", " + ".join(teacher["models"]),
                      len(train))
-            soft = soft_labels([resolve_classifier(t) for t in teacher["models"]], train,
+            loaded = {name: resolve_classifier(name) for name in set(teacher["models"])}
+            soft = soft_labels([loaded[name] for name in teacher["models"]], train,
                                teacher["temperature"])
             log.info("teacher agrees with %.1f%% of the training labels",
                      100 * float((soft.argmax(axis=1) == train.targets).mean()))
