@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from emotionkit.classifiers import load_classifier
 from emotionkit.cli import main
+from emotionkit.errors import EmotionKitError
 from emotionkit.training import ImageData, Trainer, TrainingError
 from emotionkit.training.datasets import DatasetError
 from emotionkit.training.distill import distillation_targets, soft_labels
@@ -131,3 +132,30 @@ def test_cli_teacher_errors_are_one_line(tmp_path: Path, brightness_model_dir: P
     assert "Traceback" not in result.output
     with pytest.raises(TrainingError, match="teacher_weight"):
         Trainer(tmp_path / "x", teacher="fer-cnn", teacher_weight=2.0)
+
+
+def test_resume_reuses_the_soft_labels_without_the_teachers(
+    brightness_model_dir: Path, noisy, tmp_path: Path
+) -> None:
+    import shutil
+
+    train, val, _ = noisy
+    teacher = tmp_path / "teacher"
+    shutil.copytree(brightness_model_dir, teacher)
+    out = tmp_path / "run"
+
+    def trainer(epochs: int, resume: bool) -> Trainer:
+        return Trainer(out, arch_options=TINY, epochs=epochs, batch_size=16, progress=False,
+                       seed=1, augment=False, teacher=[teacher], teacher_weight=1.0,
+                       resume=resume)
+
+    trainer(1, False).fit(train, val)
+    stored = out / "checkpoint" / "teacher_soft_labels.npz"
+    assert stored.is_file()
+    shutil.rmtree(teacher)  # the resumed run has what it needs in its checkpoint
+    trainer(2, True).fit(train, val)
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["val_accuracy"]) == 2
+    # a fresh run in another directory does need its teachers
+    with pytest.raises(EmotionKitError, match="no such model file"):
+        Trainer(tmp_path / "other", arch_options=TINY, epochs=1, progress=False,
+                teacher=[teacher]).fit(train, val)

@@ -14,7 +14,8 @@ plus the training record::
 
 A stopped or killed run continues from ``OUT/checkpoint`` with ``resume=True``
 (Keras ``BackupAndRestore``); the per-epoch history, best score and early-stopping
-counter are kept in ``OUT/checkpoint/state.json``.
+counter are kept in ``OUT/checkpoint/state.json``, and a distillation run's soft labels
+in ``OUT/checkpoint/teacher_soft_labels.npz`` (a resume does not run the teachers again).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ oversampling rare classes (each copy augmented differently) to the largest class
 MODEL_FILE = "model.keras"
 _CHECKPOINT_DIR = "checkpoint"
 _STATE_FILE = "state.json"
+_SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept for resume
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 _MONITOR = "val_accuracy"
 _RESUME_MUST_MATCH: tuple[str, ...] = (
@@ -288,6 +290,7 @@ class Trainer:
         if not has_run:
             if self.resume:
                 log.info("%s: no checkpoint to resume; starting a new run", self.out_dir)
+            (self.checkpoint_dir / _SOFT_LABELS).unlink(missing_ok=True)
             config.write(self.out_dir)
             self._write_state(fresh)
             return fresh
@@ -428,15 +431,41 @@ class Trainer:
 
         key = train.fingerprint()
         if key not in self._soft_labels:
-            log.info("teacher %s: soft labels for %d images", " + ".join(teacher["models"]),
-                     len(train))
-            loaded = {name: resolve_classifier(name) for name in set(teacher["models"])}
-            soft = soft_labels([loaded[name] for name in teacher["models"]], train,
-                               teacher["temperature"])
+            soft = self._stored_soft_labels(key, len(train))
+            if soft is None:
+                log.info("teacher %s: soft labels for %d images",
+                         " + ".join(teacher["models"]), len(train))
+                loaded = {name: resolve_classifier(name) for name in set(teacher["models"])}
+                soft = soft_labels([loaded[name] for name in teacher["models"]], train,
+                                   teacher["temperature"])
+                self._store_soft_labels(key, soft)
+            else:
+                log.info("teacher soft labels for %d images from %s", len(train),
+                         self.checkpoint_dir / _SOFT_LABELS)
             log.info("teacher agrees with %.1f%% of the training labels",
                      100 * float((soft.argmax(axis=1) == train.targets).mean()))
             self._soft_labels[key] = soft
         return distillation_targets(train, self._soft_labels[key], teacher["weight"])
+
+    def _stored_soft_labels(self, key: str, n: int) -> np.ndarray | None:
+        """The soft labels a resumed run computed before (same data and teachers), if any."""
+        path = self.checkpoint_dir / _SOFT_LABELS
+        if not path.is_file():
+            return None
+        with np.load(path) as stored:
+            if str(stored["key"]) != self._soft_labels_key(key) or len(stored["soft"]) != n:
+                return None
+            return np.asarray(stored["soft"], dtype=np.float32)
+
+    def _store_soft_labels(self, key: str, soft: np.ndarray) -> None:
+        tmp = self.checkpoint_dir / f".{_SOFT_LABELS}.tmp"
+        with tmp.open("wb") as f:
+            np.savez(f, key=np.array(self._soft_labels_key(key)), soft=soft)
+        os.replace(tmp, self.checkpoint_dir / _SOFT_LABELS)
+
+    def _soft_labels_key(self, data_fingerprint: str) -> str:
+        return json.dumps({"data": data_fingerprint, "teacher": self.args["teacher"]},
+                          sort_keys=True)
 
     def _epoch_index(self, train: ImageData) -> np.ndarray:
         """Rows of ``train`` that make one epoch: all of them, or with
