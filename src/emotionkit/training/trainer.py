@@ -21,6 +21,7 @@ in ``OUT/checkpoint/teacher_soft_labels.npz`` (a resume does not run the teacher
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import logging
 import math
@@ -431,7 +432,7 @@ class Trainer:
 
         key = train.fingerprint()
         if key not in self._soft_labels:
-            soft = self._stored_soft_labels(key, len(train))
+            soft = self._stored_soft_labels(key)
             if soft is None:
                 log.info("teacher %s: soft labels for %d images",
                          " + ".join(teacher["models"]), len(train))
@@ -447,21 +448,20 @@ class Trainer:
             self._soft_labels[key] = soft
         return distillation_targets(train, self._soft_labels[key], teacher["weight"])
 
-    def _stored_soft_labels(self, key: str, n: int) -> np.ndarray | None:
+    def _stored_soft_labels(self, key: str) -> np.ndarray | None:
         """The soft labels a resumed run computed before (same data and teachers), if any."""
         path = self.checkpoint_dir / _SOFT_LABELS
         if not path.is_file():
             return None
         with np.load(path) as stored:
-            if str(stored["key"]) != self._soft_labels_key(key) or len(stored["soft"]) != n:
+            if str(stored["key"]) != self._soft_labels_key(key):
                 return None
             return np.asarray(stored["soft"], dtype=np.float32)
 
     def _store_soft_labels(self, key: str, soft: np.ndarray) -> None:
-        tmp = self.checkpoint_dir / f".{_SOFT_LABELS}.tmp"
-        with tmp.open("wb") as f:
-            np.savez(f, key=np.array(self._soft_labels_key(key)), soft=soft)
-        os.replace(tmp, self.checkpoint_dir / _SOFT_LABELS)
+        buffer = io.BytesIO()
+        np.savez(buffer, key=np.array(self._soft_labels_key(key)), soft=soft)
+        _atomic_write(self.checkpoint_dir / _SOFT_LABELS, buffer.getvalue())
 
     def _soft_labels_key(self, data_fingerprint: str) -> str:
         return json.dumps({"data": data_fingerprint, "teacher": self.args["teacher"]},
@@ -659,9 +659,12 @@ def _write_history_csv(history: dict[str, list[float]], path: Path) -> None:
     _atomic_write(path, "\n".join(lines) + "\n")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, content: str | bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content, encoding="utf-8")
     os.replace(tmp, path)
 
 
