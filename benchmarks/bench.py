@@ -7,7 +7,7 @@ Prints one table:
 * ``emotionkit.batch.iter_detect_paths`` (what ``emotionkit detect DIR`` runs) images/second
   over a temporary directory of ``--dir-images`` real photos (JPEG and PNG, 320-640 px, one
   face each, mediapipe), with 1 and 2 worker processes; the time includes starting the
-  workers (about 3 s here), shown as the time to the first result;
+  workers (3-4 s here), shown as the time to the first result;
 * where the ``fer`` package imports, its ``detect_emotions`` on the same frame and the
   latency ratio.
 

@@ -38,7 +38,8 @@ _CHUNK = 64  # images whose faces are classified together
                    "classified in batches in the main process. 1 = no worker processes.")
 @click.option("--annotate", "annotate", type=click.Path(path_type=Path),
               help="Images: write a copy of each image with boxes and labels into this "
-                   "directory. A video: write the annotated video to this file (.mp4, .avi).")
+                   "directory. A video: write the annotated video to this file "
+                   "(.mp4, .m4v, .mov, .avi, .mkv).")
 @click.option("--every-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Videos: process every n-th frame only.")
 @click.option("--smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,

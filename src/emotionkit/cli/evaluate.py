@@ -17,7 +17,8 @@ __all__ = ["evaluate"]
 @click.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--classifier", "classifier_name", default="fer-cnn", show_default=True,
-              help="Registered classifier name, model directory or model file.")
+              help="Registered classifier name, model directory or file, or "
+                   "hf://OWNER/REPO[@REV].")
 @click.option("--split", default=None,
               help="Split to evaluate (FER2013: Training/PublicTest/PrivateTest; folders: "
               "train/val/test). Default: test, else val, else train.")
