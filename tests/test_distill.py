@@ -7,6 +7,7 @@ face crops to tell bright from dark faces); the student's training labels are co
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -137,8 +138,6 @@ def test_cli_teacher_errors_are_one_line(tmp_path: Path, brightness_model_dir: P
 def test_resume_reuses_the_soft_labels_without_the_teachers(
     brightness_model_dir: Path, noisy, tmp_path: Path
 ) -> None:
-    import shutil
-
     train, val, _ = noisy
     teacher = tmp_path / "teacher"
     shutil.copytree(brightness_model_dir, teacher)
