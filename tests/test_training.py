@@ -129,6 +129,30 @@ def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path
     assert len(more["history"]["loss"]) == more["epochs_run"]
 
 
+def test_mixed_bfloat16_run_saves_float32_and_resumes_in_float32(
+    faces, tmp_path: Path
+) -> None:
+    import keras
+
+    _, train, val = faces
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="precision must be one of"):
+        _trainer(out, precision="float16")
+    first = _trainer(out, epochs=2, precision="mixed_bfloat16").fit(train, val)
+    assert np.isfinite(first["history"]["loss"]).all()
+    assert ModelConfig.read(out / "config.json").extra["training"]["precision"] == (
+        "mixed_bfloat16")
+    # epoch 1 is always saved (the first best): the file holds the bfloat16 model's weights
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    # a resumed run may change the precision: it continues from the bfloat16 checkpoint
+    metrics = _trainer(out, epochs=4, resume=True).fit(train, val)
+    assert metrics["epochs_run"] == 4
+    assert metrics["history"]["loss"][:2] == first["history"]["loss"]
+    assert metrics["val"]["accuracy"] >= 0.75
+
+
 def test_same_seed_same_result(faces, tmp_path: Path) -> None:
     _, train, val = faces
     a = _trainer(tmp_path / "a", epochs=1).fit(train, val)["history"]

@@ -83,6 +83,11 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--teacher-temperature", default=2.0, show_default=True,
               type=click.FloatRange(min=0, min_open=True),
               help="Softens the teacher's probabilities (p ** (1/T), renormalised).")
+@click.option("--precision", default="float32", show_default=True,
+              type=click.Choice(["float32", "mixed_bfloat16"]),
+              help="mixed_bfloat16: compute in bfloat16 with float32 weights, ~1.5-2x faster "
+              "on CPUs with AVX512-BF16/AMX and on recent GPUs (slower on other CPUs); saved "
+              "models compute in float32 either way.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           epochs: int | None, batch_size: int, learning_rate: float | None,
@@ -91,7 +96,8 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           val_fraction: float, labels: str | None, ferplus: Path | None,
           train_split: str | None, val_split: str | None, base_weights: str,
           head_epochs: int, head_learning_rate: float, teacher: tuple[str, ...],
-          teacher_weight: float, teacher_temperature: float, quiet: bool) -> None:
+          teacher_weight: float, teacher_temperature: float, precision: str,
+          quiet: bool) -> None:
     """Train a classifier on DATA and write a model directory to --out.
 
     DATA is a folder dataset (root/<label>/*.jpg or root/train|val|test/<label>/*.jpg) or
@@ -108,7 +114,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         "weight_decay": weight_decay, "label_smoothing": label_smoothing,
         "augment": not no_augment, "seed": seed, "resume": resume, "progress": not quiet,
         "teacher": list(teacher), "teacher_weight": teacher_weight,
-        "teacher_temperature": teacher_temperature,
+        "teacher_temperature": teacher_temperature, "precision": precision,
     }
     given = {"epochs": epochs, "learning_rate": learning_rate, "class_weight": class_weight,
              "patience": patience}

@@ -20,6 +20,7 @@ in ``OUT/checkpoint/teacher_soft_labels.npz`` (a resume does not run the teacher
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
@@ -27,7 +28,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ from .datasets import ImageData
 from .evaluation import EvaluationReport, evaluate_classifier, save_history_png
 
 __all__ = [
-    "CLASS_WEIGHTING", "Trainer", "TrainingError", "class_weights", "oversample_index"
+    "CLASS_WEIGHTING", "PRECISIONS", "Trainer", "TrainingError", "class_weights",
+    "oversample_index",
 ]
 
 log = logging.getLogger("emotionkit.training")
@@ -50,6 +52,10 @@ log = logging.getLogger("emotionkit.training")
 CLASS_WEIGHTING = ("none", "sqrt", "balanced", "oversample")
 """Class balancing modes: none, loss weights 1/sqrt(frequency) or 1/frequency, or
 oversampling rare classes (each copy augmented differently) to the largest class's count."""
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+"""Training precisions: float32, or Keras mixed precision with bfloat16 computation and
+float32 weights (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)."""
 
 MODEL_FILE = "model.keras"
 _CHECKPOINT_DIR = "checkpoint"
@@ -136,6 +142,11 @@ class Trainer:
             training data. ``None`` or empty: one-hot labels only.
         teacher_weight: share of the teacher's soft labels in the targets (0..1).
         teacher_temperature: softens the teacher's probabilities (``p ** (1 / T)``).
+        precision: ``"float32"`` or ``"mixed_bfloat16"`` (Keras mixed precision: layers
+            compute in bfloat16, weights and the softmax stay float32; about 1.5-2x faster
+            on CPUs with AVX512-BF16 or AMX and on recent GPUs, much slower on CPUs without
+            bfloat16 instructions). Saved models compute in float32 either way. A resumed
+            run may change it.
     """
 
     resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
@@ -161,6 +172,7 @@ class Trainer:
         teacher: str | Path | Sequence[str | Path] | None = None,
         teacher_weight: float = 0.5,
         teacher_temperature: float = 2.0,
+        precision: str = "float32",
     ) -> None:
         self.out_dir = Path(out_dir)
         self.architecture = get_architecture(arch)
@@ -170,6 +182,8 @@ class Trainer:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
         if not 0.0 <= teacher_weight <= 1.0 or teacher_temperature <= 0:
             raise TrainingError("teacher_weight must be in [0, 1] and teacher_temperature > 0")
+        if precision not in PRECISIONS:
+            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}")
         teachers = [str(teacher)] if isinstance(teacher, (str, Path)) else [
             str(t) for t in teacher or ()]
         self.args: dict[str, Any] = {
@@ -188,12 +202,14 @@ class Trainer:
                 "models": teachers, "weight": float(teacher_weight),
                 "temperature": float(teacher_temperature),
             },
+            "precision": precision,
         }
         # as stored in config.json (tuples become lists), so a resume compares like with like
         self.args = json.loads(json.dumps(self.args))
         self.resume = resume
         self.progress = progress
         self._soft_labels: dict[str, np.ndarray] = {}  # teacher outputs per data fingerprint
+        self._float32_model: Any = None  # built by _save_model for a mixed-precision run
 
     @property
     def data_options(self) -> dict[str, Any]:
@@ -350,7 +366,9 @@ class Trainer:
         self, keras: Any, config: ModelConfig, train: ImageData, val: ImageData,
         state: dict[str, Any],
     ) -> None:
-        model = self._build_model(keras, config, len(train.labels), fresh=state["epoch"] == 0)
+        with _dtype_policy(keras, self.args["precision"]):
+            model = self._build_model(keras, config, len(train.labels),
+                                      fresh=state["epoch"] == 0)
         train_model = self._training_model(keras, model, config)
         self._schedule(keras, config, model, train_model, train, val, state)
 
@@ -371,6 +389,20 @@ class Trainer:
         return self.architecture.builder(
             (*config.input_size, config.channels), num_classes, **self.args["arch_options"]
         )
+
+    def _save_model(self, model: Any, path: Path) -> None:
+        """Save the inference ``model`` to ``path``; a mixed-precision run saves a float32
+        copy (same weights), so that the file computes in float32 wherever it is loaded."""
+        if self.args["precision"] != "float32":
+            keras = _import_keras()
+            if self._float32_model is None:
+                with _dtype_policy(keras, "float32"):
+                    self._float32_model = self.architecture.builder(
+                        model.input_shape[1:], model.output_shape[-1],
+                        **self.args["arch_options"])
+            self._float32_model.set_weights(model.get_weights())
+            model = self._float32_model
+        model.save(path)
 
     def _compile(self, keras: Any, train_model: Any, learning_rate: float, epoch_images: int,
                  epochs: int) -> None:
@@ -535,6 +567,17 @@ def _import_keras() -> Any:
     return keras
 
 
+@contextlib.contextmanager
+def _dtype_policy(keras: Any, name: str) -> Iterator[None]:
+    """Keras's global dtype policy set to ``name`` for the layers built in the block."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
 def _keras_callback_base() -> Any:
     return _import_keras().callbacks.Callback
 
@@ -570,7 +613,7 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
         if score is not None and (state["best"] is None or score > state["best"]):
             state["best"], state["best_epoch"], state["wait"] = score, epoch + 1, 0
             tmp = self.trainer.out_dir / f".{MODEL_FILE}.tmp.keras"
-            self.inner.save(tmp)
+            self.trainer._save_model(self.inner, tmp)
             os.replace(tmp, self.trainer.out_dir / MODEL_FILE)
         else:
             state["wait"] += 1
