@@ -229,3 +229,17 @@ def test_ctrl_c_keeps_rows_written_so_far(astronaut_bgr: np.ndarray, brightness_
     cap = cv2.VideoCapture(str(out))
     assert cap.isOpened() and cap.read()[0]  # the partial annotated video is playable
     cap.release()
+
+
+def test_detect_help_lists_every_writable_video_type() -> None:
+    """The --annotate help text names the video types by hand (the CLI cannot import
+    emotionkit.video, which needs cv2, for --help): it must match what the writer takes."""
+    import re
+
+    from emotionkit.cli.detect import detect
+    from emotionkit.video import _FOURCC
+
+    (option,) = [p for p in detect.params if p.name == "annotate"]
+    listed = re.search(r"\(((?:\.\w+(?:, )?)+)\)", option.help or "")
+    assert listed is not None, option.help
+    assert listed.group(1).split(", ") == list(_FOURCC)
