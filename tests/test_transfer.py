@@ -204,6 +204,23 @@ def test_trained_transfer_model_loads_and_classifies(fer_csv: Path, tmp_path: Pa
     assert np.ptp(probs, axis=0).max() > 1e-3  # a live model: different faces, different output
 
 
+def test_mixed_precision_transfer_run_saves_its_trained_weights_in_float32(
+    fer_csv: Path, tmp_path: Path
+) -> None:
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    out = tmp_path / "run"
+    TransferTrainer(out, arch_options={**SMALL, "batch_norm": True, "trainable_blocks": -1},
+                    base_weights="none", epochs=1, batch_size=16, progress=False,
+                    precision="mixed_bfloat16").fit(ds.load("train"), ds.load("val"))
+    model = keras.saving.load_model(out / "model.keras")
+    base = base_of(model)
+    assert {layer.dtype_policy.name for layer in [*model.layers, *base.layers]} == {"float32"}
+    # the trained weights, not those of a fresh model: batch norm has seen the data
+    assert np.abs(base.get_layer("block1_conv1_bn").moving_mean.numpy()).max() > 1e-3
+    probs = EmotionRecognizer(detector="none", classifier=out).classify(face_crops(3, 11))
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
 def test_cli_trains_a_transfer_model_with_a_label_subset(fer_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "vgg"
     runner = CliRunner()
