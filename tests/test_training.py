@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -18,6 +19,7 @@ from conftest import FER_CSV, needs_shared
 from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
 from emotionkit.cli import main
+from emotionkit.cli.train import train as train_command
 from emotionkit.training import (
     FolderDataset,
     Trainer,
@@ -132,8 +134,6 @@ def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path
 def test_mixed_bfloat16_run_saves_float32_and_resumes_in_float32(
     faces, tmp_path: Path
 ) -> None:
-    import keras
-
     _, train, val = faces
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match="precision must be one of"):
@@ -151,6 +151,15 @@ def test_mixed_bfloat16_run_saves_float32_and_resumes_in_float32(
     assert metrics["epochs_run"] == 4
     assert metrics["history"]["loss"][:2] == first["history"]["loss"]
     assert metrics["val"]["accuracy"] >= 0.75
+
+
+def test_train_cli_choices_are_the_trainers_own() -> None:
+    """The CLI names the choices by hand (importing the trainer imports Keras, too slow for
+    --help): they must be exactly what the trainer accepts."""
+    choices = {p.name: list(p.type.choices) for p in train_command.params
+               if p.name in ("class_weight", "precision")}
+    assert choices == {"class_weight": list(trainer_module.CLASS_WEIGHTING),
+                       "precision": list(trainer_module.PRECISIONS)}
 
 
 def test_same_seed_same_result(faces, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
+from emotionkit.cli.detect import detect
 from emotionkit.results import Face
 from emotionkit.tracking import IoUTracker, iou
+from emotionkit.video import _FOURCC
 
 N_FRAMES = 24
 FPS = 10.0
@@ -234,11 +237,6 @@ def test_ctrl_c_keeps_rows_written_so_far(astronaut_bgr: np.ndarray, brightness_
 def test_detect_help_lists_every_writable_video_type() -> None:
     """The --annotate help text names the video types by hand (the CLI cannot import
     emotionkit.video, which needs cv2, for --help): it must match what the writer takes."""
-    import re
-
-    from emotionkit.cli.detect import detect
-    from emotionkit.video import _FOURCC
-
     (option,) = [p for p in detect.params if p.name == "annotate"]
     listed = re.search(r"\(((?:\.\w+(?:, )?)+)\)", option.help or "")
     assert listed is not None, option.help
