@@ -86,8 +86,8 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--precision", default="float32", show_default=True,
               type=click.Choice(["float32", "mixed_bfloat16"]),
               help="mixed_bfloat16: compute in bfloat16 with float32 weights, faster on CPUs "
-              "with AVX512-BF16/AMX (~1.25x measured) and on recent GPUs, slower on other "
-              "CPUs; saved models compute in float32 either way.")
+              "with bfloat16 instructions (~1.25x measured with AVX512-BF16), slower on "
+              "other CPUs; saved models compute in float32 either way.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           epochs: int | None, batch_size: int, learning_rate: float | None,

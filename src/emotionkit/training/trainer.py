@@ -55,7 +55,7 @@ oversampling rare classes (each copy augmented differently) to the largest class
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 """Training precisions: float32, or Keras mixed precision with bfloat16 computation and
-float32 weights (faster on CPUs with AVX512-BF16/AMX and on recent GPUs)."""
+float32 weights (faster on hardware with bfloat16 instructions, e.g. AVX512-BF16)."""
 
 MODEL_FILE = "model.keras"
 _CHECKPOINT_DIR = "checkpoint"
@@ -144,9 +144,9 @@ class Trainer:
         teacher_temperature: softens the teacher's probabilities (``p ** (1 / T)``).
         precision: ``"float32"`` or ``"mixed_bfloat16"`` (Keras mixed precision: layers
             compute in bfloat16, weights and the softmax stay float32; 22-29% more images/s
-            measured on an AVX512-BF16 CPU, more on recent GPUs, slower on CPUs without
-            bfloat16 instructions). Saved models compute in float32 either way. A resumed
-            run may change it.
+            measured on an AVX512-BF16 CPU; not measured on GPUs; expect it to be slower
+            on CPUs without bfloat16 instructions). Saved models compute in float32 either
+            way. A resumed run may change it.
     """
 
     resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
