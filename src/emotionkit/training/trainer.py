@@ -386,9 +386,11 @@ class Trainer:
     def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
                      fresh: bool) -> Any:
         """The untrained inference model (``fresh``: a new run, not a resume)."""
-        return self.architecture.builder(
-            (*config.input_size, config.channels), num_classes, **self.args["arch_options"]
-        )
+        return self._network((*config.input_size, config.channels), num_classes)
+
+    def _network(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
+        """A new network of this run's architecture and ``--arch-option`` values."""
+        return self.architecture.builder(input_shape, num_classes, **self.args["arch_options"])
 
     def _save_model(self, model: Any, path: Path) -> None:
         """Save the inference ``model`` to ``path``; a mixed-precision run saves a float32
@@ -397,9 +399,8 @@ class Trainer:
             keras = _import_keras()
             if self._float32_model is None:
                 with _dtype_policy(keras, "float32"):
-                    self._float32_model = self.architecture.builder(
-                        model.input_shape[1:], model.output_shape[-1],
-                        **self.args["arch_options"])
+                    self._float32_model = self._network(
+                        tuple(model.input_shape[1:]), model.output_shape[-1])
             self._float32_model.set_weights(model.get_weights())
             model = self._float32_model
         model.save(path)
