@@ -203,6 +203,42 @@ def test_ferplus_majority_labels(tmp_path: Path) -> None:
     assert counts["contempt"] == 1 and counts["happy"] == 5 and counts["sad"] == 8
 
 
+def test_ferplus_soft_labels_follow_the_loaded_rows(tmp_path: Path) -> None:
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path)  # 24 faces (happy, then sad), then 4 bad rows that load() skips
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt," \
+             "unknown,NF\n"
+    votes = [[0] * 10 for _ in range(28)]
+    votes[0][1], votes[0][3], votes[0][7] = 6, 2, 2   # happiness 6, sadness 2, contempt 2
+    votes[1][8], votes[1][9] = 5, 5                     # unknown / not a face only
+    votes[12][4], votes[12][3] = 5, 5                   # anger 5, sadness 5
+    votes[13][0] = 10                                   # neutral
+    ferplus = tmp_path / "ferplus.csv"
+    ferplus.write_text(header + "".join(f"Training,x{i}.png,{','.join(map(str, v))}\n"
+                                        for i, v in enumerate(votes)))
+    ds = Fer2013Csv(path)
+    train = ds.load("Training")
+    soft = ds.ferplus_soft_labels("Training", ferplus)
+    assert soft.shape == (len(train), 7) and np.allclose(soft.sum(axis=1), 1)
+    col = {label: i for i, label in enumerate(train.labels)}
+    # Training rows are csv rows 0-7 and 12-19, in that order
+    assert soft[0, col["happy"]] == pytest.approx(0.75) and soft[0, col["sad"]] == pytest.approx(
+        0.25)
+    assert soft[1, col["happy"]] == 1.0 and train.targets[1] == col["happy"]  # no vote: own label
+    assert soft[8, col["angry"]] == pytest.approx(0.5) == soft[8, col["sad"]]
+    assert soft[9, col["neutral"]] == 1.0 and train.targets[9] == col["sad"]
+    # a label selection keeps the rows and columns load() keeps, in its order
+    two = Fer2013Csv(path, labels=["sad", "happy"])
+    soft2 = two.ferplus_soft_labels("train", ferplus)
+    assert soft2.shape == (len(two.load("train")), 2)
+    assert soft2[0].tolist() == pytest.approx([0.25, 0.75]) and soft2[8].tolist() == [1.0, 0.0]
+    (tmp_path / "short.csv").write_text(header + "Training,x.png,0,1,0,0,0,0,0,0,0,0\n")
+    with pytest.raises(DatasetError, match="row-aligned"):
+        ds.ferplus_soft_labels("Training", tmp_path / "short.csv")
+    with pytest.raises(DatasetError, match="without ferplus"):
+        Fer2013Csv(path, ferplus=ferplus).ferplus_soft_labels("Training", ferplus)
+
+
 @needs_shared
 def test_real_fer2013_subset() -> None:
     ds = Fer2013Csv(FER_CSV, limit=300)

@@ -20,7 +20,13 @@ from emotionkit.cli import main
 from emotionkit.errors import EmotionKitError
 from emotionkit.training import ImageData, Trainer, TrainingError
 from emotionkit.training.datasets import DatasetError
-from emotionkit.training.distill import distillation_targets, soft_labels
+from emotionkit.training.distill import (
+    cross_fitted_soft_labels,
+    distillation_targets,
+    fold_index,
+    save_soft_labels,
+    soft_labels,
+)
 from test_datasets import face_crops, write_face_folders
 
 TINY = {"widths": (8, 16), "dropout": 0.1, "head_dropout": 0.1, "bn_momentum": 0.7}
@@ -158,3 +164,70 @@ def test_resume_reuses_the_soft_labels_without_the_teachers(
     with pytest.raises(EmotionKitError, match="no such model file"):
         Trainer(tmp_path / "other", arch_options=TINY, epochs=1, progress=False,
                 teacher=[teacher]).fit(train, val)
+
+
+def test_soft_label_file_is_a_teacher(brightness_model_dir: Path, noisy, tmp_path: Path) -> None:
+    train, val, _ = noisy
+    soft = soft_labels(load_classifier(brightness_model_dir), train, temperature=1.0)
+    path = save_soft_labels(tmp_path / "soft.npz", train, soft)
+    out = tmp_path / "student"
+    Trainer(out, arch_options=TINY, epochs=6, batch_size=16, learning_rate=3e-3,
+            progress=False, seed=1, augment=False, teacher=path, teacher_weight=1.0,
+            teacher_temperature=1.0).fit(train, val)
+    student = load_classifier(out)
+    assert (student.predict_pixels(val.pixels).argmax(axis=1) == val.targets).mean() >= 0.9
+    # made for other images (here: the validation images): refused, naming the file
+    with pytest.raises(DatasetError, match="soft.npz: soft labels for other images"):
+        Trainer(tmp_path / "other", arch_options=TINY, epochs=1, progress=False,
+                teacher=path).fit(val, val)
+    with pytest.raises(ValueError, match="expected"):
+        save_soft_labels(tmp_path / "bad.npz", train, soft[:, :1])
+
+
+def test_cli_bad_soft_label_file_is_one_line(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=8)
+    bad = tmp_path / "votes.npz"
+    np.savez(bad, numbers=np.zeros(3))
+    base = ["train", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+            "--arch-option", "widths=[8,16]"]
+    for teacher, message in ((bad, "votes.npz: not a soft-label file"),
+                             (tmp_path / "none.npz", "none.npz: no such soft-label file")):
+        result = CliRunner().invoke(main, [*base, "--teacher", str(teacher)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert message in result.output and len(result.output.strip().splitlines()) <= 2
+
+
+def test_fold_index_is_stratified_and_seeded() -> None:
+    targets = np.repeat([0, 1, 2], [10, 7, 3])
+    folds = fold_index(targets, 3, seed=4)
+    assert sorted(set(folds.tolist())) == [0, 1, 2]
+    for label in range(3):
+        counts = np.bincount(folds[targets == label], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    assert (fold_index(targets, 3, seed=4) == folds).all()
+    assert (fold_index(targets, 3, seed=5) != folds).any()
+
+
+def test_cross_fitted_teachers_label_images_they_did_not_train_on(tmp_path: Path) -> None:
+    pixels, truth = _lit_faces(96, seed=7)
+    train = ImageData(pixels, truth, ("bright", "dark"), name="lit")
+    val_pixels, val_truth = _lit_faces(32, seed=8)
+    val = ImageData(val_pixels, val_truth, ("bright", "dark"), name="val")
+
+    def teacher(k: int) -> Trainer:
+        return Trainer(tmp_path / f"teacher-{k}", arch_options=TINY, epochs=5, batch_size=16,
+                       learning_rate=3e-3, progress=False, seed=k, augment=False, resume=True)
+
+    soft = cross_fitted_soft_labels(teacher, train, val, folds=2, seed=0)
+    assert soft.shape == (96, 2) and np.allclose(soft.sum(axis=1), 1, atol=1e-5)
+    assert (soft.argmax(axis=1) == truth).mean() >= 0.85  # teachers generalise to their fold
+    folds = fold_index(truth, 2, seed=0)
+    for k in range(2):
+        config = json.loads((tmp_path / f"teacher-{k}" / "config.json").read_text())
+        assert config["data"]["train"]["images"] == int((folds != k).sum())
+    # the file they make is a teacher for a student on exactly these images
+    save_soft_labels(tmp_path / "cross.npz", train, soft)
+    Trainer(tmp_path / "student", arch_options=TINY, epochs=1, batch_size=16, progress=False,
+            teacher=tmp_path / "cross.npz").fit(train, val)
+    # a second call finds both teachers trained and gives the same labels
+    assert np.allclose(cross_fitted_soft_labels(teacher, train, val, folds=2, seed=0), soft)

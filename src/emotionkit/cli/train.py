@@ -74,10 +74,15 @@ def setup_logging(quiet: bool = False) -> None:
               "epochs, then the base's last blocks too (0 = one phase).")
 @click.option("--head-lr", "head_learning_rate", default=1e-3, show_default=True, type=float,
               help="Transfer architectures: peak learning rate of the head phase.")
+@click.option("--init-from", "init_from", metavar="NAME_OR_PATH",
+              help="Fine-tune: start from this trained classifier's weights (a name such as "
+              "fer-cnn, a model directory or file) instead of random ones; same --arch "
+              "and --arch-option values, output units matched by label name.")
 @click.option("--teacher", multiple=True, metavar="NAME_OR_PATH",
               help="Knowledge distillation: a classifier (name, model directory or file, "
-              "hf:// spec) whose soft labels are mixed into the training targets; "
-              "repeat for an ensemble (probabilities averaged).")
+              "hf:// spec) or a soft-label .npz file made for the training images, whose "
+              "soft labels are mixed into the training targets; repeat for an ensemble "
+              "(probabilities averaged).")
 @click.option("--teacher-weight", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the teacher's soft labels in the targets.")
 @click.option("--teacher-temperature", default=2.0, show_default=True,
@@ -97,7 +102,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           train_split: str | None, val_split: str | None, base_weights: str,
           head_epochs: int, head_learning_rate: float, teacher: tuple[str, ...],
           teacher_weight: float, teacher_temperature: float, precision: str,
-          quiet: bool) -> None:
+          init_from: str | None, quiet: bool) -> None:
     """Train a classifier on DATA and write a model directory to --out.
 
     DATA is a folder dataset (root/<label>/*.jpg or root/train|val|test/<label>/*.jpg) or
@@ -115,6 +120,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         "augment": not no_augment, "seed": seed, "resume": resume, "progress": not quiet,
         "teacher": list(teacher), "teacher_weight": teacher_weight,
         "teacher_temperature": teacher_temperature, "precision": precision,
+        "init_from": init_from,
     }
     given = {"epochs": epochs, "learning_rate": learning_rate, "class_weight": class_weight,
              "patience": patience}

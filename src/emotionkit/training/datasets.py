@@ -385,6 +385,7 @@ class Fer2013Csv(LabelledDataset):
         self.labels = (match_labels(self.source_labels, labels, str(self.path))
                        if labels is not None else self.source_labels)
         self._rows: dict[str, tuple[list[np.ndarray], list[int]]] | None = None
+        self._row_numbers: dict[str, list[int]] = {}  # csv data row (0-based) per image
         self.skipped = 0
 
     @property
@@ -414,7 +415,8 @@ class Fer2013Csv(LabelledDataset):
         rows: dict[str, tuple[list[np.ndarray], list[int]]] = {
             s: ([], []) for s in (self.train_split, self.val_split, self.test_split)
         }
-        votes = self._ferplus_votes()
+        votes = _read_ferplus_votes(self.ferplus) if self.ferplus is not None else None
+        numbers: dict[str, list[int]] = {s: [] for s in rows}
         skipped = 0
         for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
             if self.limit is not None and i >= self.limit:
@@ -428,6 +430,7 @@ class Fer2013Csv(LabelledDataset):
             faces, targets = rows[record["Usage"].strip()]
             faces.append(image)
             targets.append(target)
+            numbers[record["Usage"].strip()].append(i)
         if votes is not None and self.limit is None and i + 1 != len(votes):
             raise DatasetError(
                 f"{self.ferplus}: has {len(votes)} rows but {self.path} has {i + 1}; "
@@ -438,8 +441,46 @@ class Fer2013Csv(LabelledDataset):
         _log_summary(str(self.path), total, skipped)
         if total == 0:
             raise DatasetError(f"{self.path}: no usable rows ({skipped} skipped)")
-        self._rows = rows
+        self._rows, self._row_numbers = rows, numbers
         return rows
+
+    def ferplus_soft_labels(self, split: str, ferplus: str | Path) -> np.ndarray:
+        """FER+ vote shares ``(N, len(labels))`` for the images ``load(split)`` returns.
+
+        ``ferplus``: the row-aligned FER+ csv (plain or ``.gz``). Each row is the share of
+        the FER+ annotators' votes (10 per image) that went to each of this dataset's
+        labels (``contempt``, ``unknown`` and ``NF`` votes are left out); an image with
+        no vote for any of them gets its own FER2013 label (one-hot). Rows follow
+        ``load(split)``, so ``save_soft_labels(path, ds.load(split), ds.ferplus_soft_labels(
+        split, ferplus))`` writes a teacher file (human soft labels for distillation).
+        Only for a dataset with the original labels (made without ``ferplus``).
+
+        Raises:
+            DatasetError: the dataset was made with ``ferplus``, the FER+ file is not
+                row-aligned with the csv, or the split has no usable rows.
+        """
+        if self.ferplus is not None:
+            raise DatasetError(f"{self.path}: FER+ soft labels are for the original FER2013 "
+                               "labels; open the csv without ferplus")
+        data = self.load(split)  # parses; raises for an empty split
+        key = self._ALIASES.get(split.lower(), split)
+        votes = _read_ferplus_votes(Path(ferplus))
+        rows = self._row_numbers[key]
+        if len(votes) <= max(rows):
+            raise DatasetError(f"{ferplus}: has {len(votes)} rows, but {self.path} has more; "
+                               "the FER+ file must be row-aligned with the FER2013 csv")
+        # FER+ columns named by the canonical labels (neutral, happy, ..., contempt)
+        names = [canonical_label(c) for c in self._FERPLUS_COLUMNS]
+        columns = [names.index(label) for label in FER_LABELS]
+        table = np.array([v[columns] if v is not None else np.zeros(len(columns))
+                          for v in (votes[r] for r in rows)], dtype=np.float64)
+        codes = np.asarray(self._parse()[key][1])
+        if self.labels != self.source_labels:  # the rows and columns load() keeps
+            keep = np.isin(codes, [FER_LABELS.index(x) for x in self.labels])
+            table = table[keep][:, [FER_LABELS.index(x) for x in self.labels]]
+        sums = table.sum(axis=1, keepdims=True)
+        hot = np.eye(len(data.labels))[data.targets]
+        return np.where(sums > 0, table / np.maximum(sums, 1), hot).astype(np.float32)
 
     def _parse_row(
         self, record: dict[str, str], votes: list[np.ndarray | None] | None, i: int
@@ -475,18 +516,19 @@ class Fer2013Csv(LabelledDataset):
             return f"label code {code} outside 0..{len(FER_LABELS) - 1}", None, -1
         return None, image, code
 
-    def _ferplus_votes(self) -> list[np.ndarray | None] | None:
-        """Per row: votes ``(10,)`` over the 8 emotions, ``unknown``, ``NF``, or None."""
-        if self.ferplus is None:
-            return None
-        columns = (*self._FERPLUS_COLUMNS, "unknown", "NF")
-        votes: list[np.ndarray | None] = []
-        for record in _read_csv(self.ferplus, columns):
-            try:
-                votes.append(np.array([int(float(record[c] or 0)) for c in columns]))
-            except ValueError:
-                votes.append(None)
-        return votes
+
+
+def _read_ferplus_votes(path: Path) -> list[np.ndarray | None]:
+    """Per row of a FER+ csv: votes ``(10,)`` over the 8 emotions of
+    ``Fer2013Csv._FERPLUS_COLUMNS``, ``unknown``, ``NF``; None for an unreadable row."""
+    columns = (*Fer2013Csv._FERPLUS_COLUMNS, "unknown", "NF")
+    votes: list[np.ndarray | None] = []
+    for record in _read_csv(path, columns):
+        try:
+            votes.append(np.array([int(float(record[c] or 0)) for c in columns]))
+        except ValueError:
+            votes.append(None)
+    return votes
 
 
 def open_dataset(

@@ -65,7 +65,7 @@ _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndR
 _MONITOR = "val_accuracy"
 _RESUME_MUST_MATCH: tuple[str, ...] = (
     "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment",
-    "teacher",
+    "teacher", "init_from",
 )
 
 
@@ -136,10 +136,12 @@ class Trainer:
         resume: continue the run in ``out_dir`` from its last checkpoint.
         progress: show a progress bar per epoch (tqdm, on stderr).
         teacher: knowledge distillation: a classifier (registered name, model directory or
-            file, ``hf://`` spec), or a sequence of them (an ensemble: probabilities
-            averaged), whose soft labels, computed once per run, are mixed into the targets
-            (see :mod:`emotionkit.training.distill`); each must know every label of the
-            training data. ``None`` or empty: one-hot labels only.
+            file, ``hf://`` spec) or a soft-label ``.npz`` file made for the training
+            images (:func:`~emotionkit.training.distill.save_soft_labels`), or a sequence
+            of them (an ensemble: probabilities averaged), whose soft labels, computed once
+            per run, are mixed into the targets (see :mod:`emotionkit.training.distill`);
+            each must know every label of the training data. ``None`` or empty: one-hot
+            labels only.
         teacher_weight: share of the teacher's soft labels in the targets (0..1).
         teacher_temperature: softens the teacher's probabilities (``p ** (1 / T)``).
         precision: ``"float32"`` or ``"mixed_bfloat16"`` (Keras mixed precision: layers
@@ -147,6 +149,11 @@ class Trainer:
             measured on an AVX512-BF16 CPU; not measured on GPUs; expect it to be slower
             on CPUs without bfloat16 instructions). Saved models compute in float32 either
             way. A resumed run may change it.
+        init_from: fine-tuning: start a new run from the weights of this trained
+            classifier (registered name such as ``"fer-cnn"``, model directory or file)
+            instead of random ones. It must have this run's architecture and
+            ``arch_options``; output units are matched by label name (labels it lacks
+            start untrained). ``None``: random initial weights.
     """
 
     resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
@@ -173,6 +180,7 @@ class Trainer:
         teacher_weight: float = 0.5,
         teacher_temperature: float = 2.0,
         precision: str = "float32",
+        init_from: str | Path | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.architecture = get_architecture(arch)
@@ -203,6 +211,7 @@ class Trainer:
                 "temperature": float(teacher_temperature),
             },
             "precision": precision,
+            "init_from": None if init_from is None else str(init_from),
         }
         # as stored in config.json (tuples become lists), so a resume compares like with like
         self.args = json.loads(json.dumps(self.args))
@@ -385,8 +394,27 @@ class Trainer:
 
     def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
                      fresh: bool) -> Any:
-        """The untrained inference model (``fresh``: a new run, not a resume)."""
-        return self._network((*config.input_size, config.channels), num_classes)
+        """The inference model before training (``fresh``: a new run, not a resume): random
+        weights, or ``init_from``'s for a fresh run."""
+        model = self._network((*config.input_size, config.channels), num_classes)
+        if fresh and self.args["init_from"] is not None:
+            self._load_initial_weights(model, config)
+        return model
+
+    def _load_initial_weights(self, model: Any, config: ModelConfig) -> None:
+        """Copy ``init_from``'s weights into ``model`` (see :func:`_copy_weights`)."""
+        from ..recognizer import resolve_classifier
+
+        spec = self.args["init_from"]
+        try:
+            source = resolve_classifier(spec)
+        except EmotionKitError as exc:
+            raise TrainingError(f"init-from {exc}") from exc
+        source_model = getattr(source, "model", None)
+        if source_model is None or not hasattr(source_model, "layers"):
+            raise TrainingError(f"init-from {spec}: not a Keras model; pass a model directory "
+                                "or file written by emotionkit train, or a built-in name")
+        _copy_weights(source_model, model, tuple(source.labels), config.labels, spec)
 
     def _network(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
         """A new network of this run's architecture and ``--arch-option`` values."""
@@ -460,8 +488,7 @@ class Trainer:
         teacher = self.args["teacher"]
         if teacher is None:
             return np.eye(len(train.labels), dtype=np.float32)[train.targets]
-        from ..recognizer import resolve_classifier
-        from .distill import distillation_targets, soft_labels
+        from .distill import distillation_targets, load_teacher, soft_labels
 
         key = train.fingerprint()
         if key not in self._soft_labels:
@@ -469,7 +496,7 @@ class Trainer:
             if soft is None:
                 log.info("teacher %s: soft labels for %d images",
                          " + ".join(teacher["models"]), len(train))
-                loaded = {name: resolve_classifier(name) for name in set(teacher["models"])}
+                loaded = {name: load_teacher(name) for name in set(teacher["models"])}
                 soft = soft_labels([loaded[name] for name in teacher["models"]], train,
                                    teacher["temperature"])
                 self._store_soft_labels(key, soft)
@@ -682,6 +709,45 @@ def _resolve_options(arch: Architecture, options: dict[str, Any]) -> dict[str, A
         )
     resolved: dict[str, Any] = json.loads(json.dumps({**defaults, **options}))
     return resolved
+
+
+def _copy_weights(source: Any, target: Any, source_labels: tuple[str, ...],
+                  labels: tuple[str, ...], spec: str) -> None:
+    """Copy ``source``'s weights into ``target`` (same architecture), layer by layer.
+
+    The output layer (the last with weights) is matched by label name: ``target``'s unit
+    for a label ``source`` has gets that unit's weights; a label ``source`` lacks keeps its
+    fresh initial weights. Any other difference in layers or shapes is an error.
+    """
+    src = [layer for layer in source.layers if layer.weights]
+    dst = [layer for layer in target.layers if layer.weights]
+    if len(src) != len(dst):
+        raise TrainingError(
+            f"init-from {spec}: it has {len(src)} layers with weights, this run's "
+            f"architecture {len(dst)}; pass a model of the same --arch and --arch-option values"
+        )
+    for s, d in zip(src, dst):
+        weights, fresh = s.get_weights(), d.get_weights()
+        head = d is dst[-1]
+        shapes = [w.shape for w in weights], [w.shape for w in fresh]
+        if head and source_labels != labels and len(weights) == 2 and \
+                weights[0].shape[:-1] == fresh[0].shape[:-1]:
+            shared = [(i, source_labels.index(x)) for i, x in enumerate(labels)
+                      if x in source_labels]
+            for i, j in shared:
+                fresh[0][..., i], fresh[1][i] = weights[0][..., j], weights[1][j]
+            weights = fresh
+            log.info("init-from %s: output units for %s copied, %s new", spec,
+                     ", ".join(labels[i] for i, _ in shared) or "no label",
+                     ", ".join(x for x in labels if x not in source_labels) or "none")
+        elif shapes[0] != shapes[1]:
+            raise TrainingError(
+                f"init-from {spec}: layer {s.name} has weights of shapes {shapes[0]}, this "
+                f"run's {d.name} {shapes[1]}; pass a model of the same --arch and "
+                "--arch-option values"
+            )
+        d.set_weights(weights)
+    log.info("init-from %s: %d layers' weights copied", spec, len(dst))
 
 
 def _truncate_state(state: dict[str, Any], epochs: int) -> dict[str, Any]:

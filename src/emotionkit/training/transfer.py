@@ -41,7 +41,8 @@ class TransferTrainer(Trainer):
             ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``) for offline machines,
             or of a ``.keras`` model trained here with a transfer architecture (its base
             is taken, e.g. one trained on all 7 labels to start a 3-label run).
-            Used when a run starts; a resumed run continues from its checkpoint.
+            Used when a run starts; a resumed run continues from its checkpoint. Not used
+            with ``init_from`` (which sets every weight, the base's included).
         head_epochs: two-phase schedule: for this many epochs only the new head trains
             (base frozen) at ``head_learning_rate``; then the base's last
             ``trainable_blocks`` blocks (an architecture option) train too at
@@ -89,7 +90,7 @@ class TransferTrainer(Trainer):
     def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
                      fresh: bool) -> Any:
         model = super()._build_model(keras, config, num_classes, fresh)
-        if fresh:
+        if fresh and self.args["init_from"] is None:
             self._load_base_weights(keras, base_of(model))
         return model
 

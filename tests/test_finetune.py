@@ -1,0 +1,102 @@
+"""Fine-tuning: a run that starts from a trained model's weights (``init_from``,
+``emotionkit train --init-from``), on real face crops told apart by brightness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from emotionkit.classifiers import load_classifier
+from emotionkit.cli import main
+from emotionkit.training import ImageData, Trainer, TrainingError
+from test_datasets import write_face_folders
+from test_distill import TINY, _lit_faces
+
+# one epoch at a learning rate too small to change anything: what such a run saves is
+# what it started from
+FROZEN = {"arch_options": TINY, "epochs": 1, "batch_size": 16, "learning_rate": 1e-9,
+          "progress": False, "augment": False, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def lit() -> tuple[ImageData, ImageData]:
+    pixels, truth = _lit_faces(128, seed=11)
+    val_pixels, val_truth = _lit_faces(48, seed=12)
+    return (ImageData(pixels, truth, ("bright", "dark"), name="lit"),
+            ImageData(val_pixels, val_truth, ("bright", "dark"), name="val"))
+
+
+@pytest.fixture(scope="module")
+def base_run(lit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny fer-cnn trained here to tell bright from dark faces."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    Trainer(out, arch_options=TINY, epochs=6, batch_size=16, learning_rate=3e-3,
+            progress=False, seed=1, augment=False).fit(*lit)
+    return out
+
+
+def _accuracy(run: Path, data: ImageData) -> float:
+    classifier = load_classifier(run)
+    assert classifier.labels == data.labels
+    return float((classifier.predict_pixels(data.pixels).argmax(axis=1)
+                  == data.targets).mean())
+
+
+def test_run_starts_from_the_model_it_is_given(lit, base_run: Path, tmp_path: Path) -> None:
+    train, val = lit
+    assert _accuracy(base_run, val) >= 0.9
+    Trainer(tmp_path / "ft", init_from=base_run, **FROZEN).fit(train, val)
+    Trainer(tmp_path / "cold", **FROZEN).fit(train, val)
+    assert _accuracy(tmp_path / "ft", val) >= 0.9
+
+    def kernels(run: Path) -> list[np.ndarray]:
+        model = load_classifier(run).model
+        return [layer.get_weights()[0] for layer in model.layers
+                if layer.name.endswith("conv1") or layer.name == "probs"]
+
+    base, tuned, cold = kernels(base_run), kernels(tmp_path / "ft"), kernels(tmp_path / "cold")
+    assert len(base) == 3  # two blocks' first convolutions and the output layer
+    assert all(np.allclose(b, t, atol=1e-5) for b, t in zip(base, tuned))
+    assert not any(np.allclose(b, c, atol=1e-3) for b, c in zip(base, cold))
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["training"]["init_from"] == str(base_run)
+
+
+def test_output_units_follow_label_names(lit, base_run: Path, tmp_path: Path) -> None:
+    # the same faces with the labels listed the other way round
+    swap = [ImageData(d.pixels, 1 - d.targets, ("dark", "bright"), d.name) for d in lit]
+    Trainer(tmp_path / "swap", init_from=base_run, **FROZEN).fit(*swap)
+    assert _accuracy(tmp_path / "swap", swap[1]) >= 0.9
+    # a label the model lacks gets a fresh unit; the others keep theirs
+    three = [ImageData(d.pixels, d.targets + 1, ("grey", "bright", "dark"), d.name)
+             for d in lit]
+    Trainer(tmp_path / "three", init_from=base_run, **FROZEN).fit(*three)
+    kernel = load_classifier(base_run).model.get_layer("probs").get_weights()[0]
+    new = load_classifier(tmp_path / "three").model.get_layer("probs").get_weights()[0]
+    assert np.allclose(new[:, 1:], kernel, atol=1e-4)
+    assert not np.allclose(new[:, 0], kernel[:, 0], atol=1e-2)
+
+
+def test_init_from_a_different_architecture_is_refused(lit, base_run: Path,
+                                                       tmp_path: Path) -> None:
+    options = {**FROZEN, "arch_options": {**TINY, "widths": (8, 32)}}
+    with pytest.raises(TrainingError, match="same --arch and --arch-option"):
+        Trainer(tmp_path / "wide", init_from=base_run, **options).fit(*lit)
+
+
+def test_cli_init_from_errors_are_one_line(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=8)
+    base = ["train", str(root), "--epochs", "1", "--quiet", "--arch-option", "widths=[8,16]"]
+    result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"),
+                                       "--init-from", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "init-from" in result.output and "missing" in result.output
+    # the bundled fer-cnn is 4 blocks wide, this run 2: a clear refusal
+    result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"),
+                                       "--init-from", "fer-cnn"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "same --arch and --arch-option values" in result.output
