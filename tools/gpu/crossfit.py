@@ -1,0 +1,169 @@
+"""Cross-fitted distillation for ``fer-cnn`` on a GPU machine (see README.md beside this).
+
+    python3 tools/gpu/crossfit.py run --work /root/gpu [options]
+
+1. teachers: for each ``--teacher-arch``, ``--folds`` runs in parallel; run ``k`` trains on
+   every fold of FER2013 ``Training`` but fold ``k`` (``emotionkit.training.distill.
+   fold_index``), selecting on ``PublicTest``;
+2. labels: each teacher classifies the fold it did not train on (``cross_fitted_soft_labels``;
+   with several architectures their probabilities are averaged) -> ``WORK/cross-fitted.npz``;
+3. students: ``emotionkit train`` with ``--teacher WORK/cross-fitted.npz``, one run per
+   ``--student-weight``, in parallel.
+
+Every run trains with the library's own Trainer and CLI; runs still going at a phase's
+deadline are stopped (each keeps its best epoch so far). ``WORK/DONE`` marks the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CSV = "../shared/data/fer2013/fer2013.csv.gz"
+
+
+def _data(csv: str):
+    from emotionkit.training import Fer2013Csv
+
+    data = Fer2013Csv(csv)
+    return data.load("Training"), data.load("PublicTest")
+
+
+def _teacher(args: argparse.Namespace, arch: str, k: int, epochs: int | None = None):
+    from emotionkit.training import Trainer
+
+    return Trainer(Path(args.work) / f"teacher-{arch}-{k}", arch,
+                   epochs=epochs or args.teacher_epochs, batch_size=args.batch_size,
+                   learning_rate=args.lr, patience=0, seed=k, precision=args.precision,
+                   resume=True, progress=False)
+
+
+def train_teacher(args: argparse.Namespace) -> None:
+    from emotionkit.training.distill import fold_index
+
+    train, val = _data(args.csv)
+    part = fold_index(train.targets, args.folds, args.seed)
+    held_in = train.subset(np.flatnonzero(part != args.index))
+    _teacher(args, args.arch, args.index).fit(held_in, val)
+
+
+def _epochs_run(run: Path) -> int:
+    state = run / "checkpoint" / "state.json"
+    return int(json.loads(state.read_text())["epoch"]) if state.is_file() else 0
+
+
+def label(args: argparse.Namespace) -> Path:
+    from emotionkit.training.distill import cross_fitted_soft_labels, save_soft_labels
+
+    train, val = _data(args.csv)
+    work = Path(args.work)
+    parts = []
+    for arch in args.teacher_arch:
+        runs = [work / f"teacher-{arch}-{k}" for k in range(args.folds)]
+        done = [_epochs_run(r) for r in runs]
+        print(f"teachers {arch}: epochs run {done}", flush=True)
+        if min(done) == 0:
+            print(f"teachers {arch}: one has no epoch; left out", flush=True)
+            continue
+        parts.append(cross_fitted_soft_labels(
+            lambda k, arch=arch, done=done: _teacher(args, arch, k, done[k]), train, val,
+            args.folds, args.seed))
+        save_soft_labels(work / f"cross-fitted-{arch}.npz", train, parts[-1])
+    if not parts:
+        raise SystemExit("no teacher finished an epoch")
+    soft = np.mean(parts, axis=0)
+    agree = float((soft.argmax(axis=1) == train.targets).mean())
+    print(f"cross-fitted soft labels agree with {100 * agree:.1f}% of the training labels",
+          flush=True)
+    return save_soft_labels(work / "cross-fitted.npz", train, soft)
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+def _wait(procs: list[subprocess.Popen], deadline: float) -> None:
+    while any(p.poll() is None for p in procs):
+        if time.time() > deadline:
+            for p in procs:
+                if p.poll() is None:
+                    print(f"deadline: stopping pid {p.pid}", flush=True)
+                    os.killpg(p.pid, signal.SIGTERM)
+            time.sleep(10)
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+            return
+        time.sleep(5)
+
+
+def run(args: argparse.Namespace) -> None:
+    start = time.time()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    me = [sys.executable, __file__]
+    common = ["--work", args.work, "--csv", args.csv, "--folds", str(args.folds),
+              "--seed", str(args.seed), "--teacher-epochs", str(args.teacher_epochs),
+              "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+              "--precision", args.precision]
+    procs = [_spawn([*me, "teacher", *common, "--arch", arch, "--index", str(k)],
+                    work / f"teacher-{arch}-{k}.log")
+             for arch in args.teacher_arch for k in range(args.folds)]
+    _wait(procs, start + 60 * args.teacher_minutes)
+    print(f"teachers ended after {(time.time() - start) / 60:.1f} min", flush=True)
+    soft = label(args)
+    students = []
+    for weight in args.student_weight:
+        out = work / f"student-w{weight}"
+        students.append(_spawn(
+            [sys.executable, "-m", "emotionkit", "train", args.csv, "--arch", "fer-cnn",
+             "--out", str(out), "--epochs", str(args.student_epochs), "--seed", "0",
+             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--patience", "0",
+             "--precision", args.precision, "--teacher", str(soft), "--teacher-weight",
+             str(weight), "--teacher-temperature", "1", "--resume", "--quiet"],
+            work / f"student-w{weight}.log"))
+    _wait(students, start + 60 * args.total_minutes)
+    (work / "DONE").write_text(f"{(time.time() - start) / 60:.1f} min\n")
+    print(f"done after {(time.time() - start) / 60:.1f} min", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("phase", choices=["run", "teacher", "label"])
+    parser.add_argument("--work", default="/root/gpu")
+    parser.add_argument("--csv", default=CSV)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment")
+    parser.add_argument("--teacher-arch", action="append", default=None,
+                        help="repeatable; default fer-cnn")
+    parser.add_argument("--teacher-epochs", type=int, default=100)
+    parser.add_argument("--teacher-minutes", type=float, default=9.0)
+    parser.add_argument("--student-epochs", type=int, default=200)
+    parser.add_argument("--student-weight", type=float, action="append", default=None)
+    parser.add_argument("--total-minutes", type=float, default=22.0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--arch", default="fer-cnn", help="teacher phase: its architecture")
+    parser.add_argument("--index", type=int, default=0, help="teacher phase: its fold")
+    args = parser.parse_args()
+    from emotionkit.cli.train import setup_logging
+
+    setup_logging()  # the Trainer's per-epoch lines, to each process's log
+    args.teacher_arch = args.teacher_arch or ["fer-cnn"]
+    args.student_weight = args.student_weight or [0.5, 0.8]
+    {"run": run, "teacher": train_teacher, "label": label}[args.phase](args)
+
+
+if __name__ == "__main__":
+    main()
