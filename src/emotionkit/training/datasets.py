@@ -517,7 +517,6 @@ class Fer2013Csv(LabelledDataset):
         return None, image, code
 
 
-
 def _read_ferplus_votes(path: Path) -> list[np.ndarray | None]:
     """Per row of a FER+ csv: votes ``(10,)`` over the 8 emotions of
     ``Fer2013Csv._FERPLUS_COLUMNS``, ``unknown``, ``NF``; None for an unreadable row."""

@@ -125,9 +125,9 @@ def soft_labels(teacher: Any | Sequence[Any], data: ImageData, temperature: floa
     ``teacher``: one classifier or :class:`SoftLabelFile`, or a sequence of them (an
     ensemble: their probabilities are averaged). Columns follow ``data.labels`` (matched
     by name; a teacher may know more labels, whose probability is dropped before
-    renormalising). ``temperature`` > 1
-    softens them: ``p ** (1 / T)``, renormalised. ``tta``: average with the mirrored image
-    where the teacher supports it (a soft-label file is used as stored).
+    renormalising). ``temperature`` > 1 softens them: ``p ** (1 / T)``, renormalised.
+    ``tta``: average with the mirrored image where the teacher supports it (a soft-label
+    file is used as stored).
 
     Raises:
         DatasetError: a teacher lacks one of ``data``'s labels, or a soft-label file was
