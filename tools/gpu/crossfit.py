@@ -29,6 +29,14 @@ import numpy as np
 
 CSV = "../shared/data/fer2013/fer2013.csv.gz"
 
+# teacher name -> (architecture, arch_options, extra trainer options)
+TEACHERS = {
+    "fer-cnn": ("fer-cnn", {}, {}),
+    # the 7-class VGG19-BN of docs/models/vgg19-3emo.md (gpu-vgg7: 67.77% on PublicTest)
+    "vgg19bn": ("vgg19", {"trainable_blocks": -1, "size": 48, "batch_norm": True,
+                          "dropout": 0.0}, {"base_weights": "none"}),
+}
+
 
 def _data(csv: str):
     from emotionkit.training import Fer2013Csv
@@ -37,13 +45,15 @@ def _data(csv: str):
     return data.load("Training"), data.load("PublicTest")
 
 
-def _teacher(args: argparse.Namespace, arch: str, k: int, epochs: int | None = None):
-    from emotionkit.training import Trainer
+def _teacher(args: argparse.Namespace, name: str, k: int, epochs: int | None = None):
+    from emotionkit.training import Trainer, TransferTrainer, get_architecture
 
-    return Trainer(Path(args.work) / f"teacher-{arch}-{k}", arch,
+    arch, options, extra = TEACHERS[name]
+    trainer = TransferTrainer if get_architecture(arch).transfer else Trainer
+    return trainer(Path(args.work) / f"teacher-{name}-{k}", arch, arch_options=options,
                    epochs=epochs or args.teacher_epochs, batch_size=args.batch_size,
-                   learning_rate=args.lr, patience=0, seed=k, precision=args.precision,
-                   resume=True, progress=False)
+                   learning_rate=args.lr, patience=0, seed=k, class_weight="sqrt",
+                   precision=args.precision, resume=True, progress=False, **extra)
 
 
 def train_teacher(args: argparse.Namespace) -> None:
@@ -145,7 +155,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="fold assignment")
     parser.add_argument("--teacher-arch", action="append", default=None,
-                        help="repeatable; default fer-cnn")
+                        choices=sorted(TEACHERS), help="repeatable; default fer-cnn")
     parser.add_argument("--teacher-epochs", type=int, default=100)
     parser.add_argument("--teacher-minutes", type=float, default=9.0)
     parser.add_argument("--student-epochs", type=int, default=200)
