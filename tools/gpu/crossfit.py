@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> None:
              "--out", str(out), "--epochs", str(args.student_epochs), "--seed", "0",
              "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--patience", "0",
              "--precision", args.precision, "--teacher", str(soft), "--teacher-weight",
-             str(weight), "--teacher-temperature", "1", "--resume", "--quiet"],
+             str(weight), "--teacher-temperature", "1", "--resume"],
             work / f"student-w{weight}.log"))
     _wait(students, start + 60 * args.total_minutes)
     (work / "DONE").write_text(f"{(time.time() - start) / 60:.1f} min\n")
