@@ -740,6 +740,12 @@ def _copy_weights(source: Any, target: Any, source_labels: tuple[str, ...],
             log.info("init-from %s: output units for %s copied, %s new", spec,
                      ", ".join(labels[i] for i, _ in shared) or "no label",
                      ", ".join(x for x in labels if x not in source_labels) or "none")
+        elif head and source_labels != labels:
+            raise TrainingError(
+                f"init-from {spec}: its labels {list(source_labels)} differ from this run's "
+                f"{list(labels)} and its output layer {s.name} is not a dense layer whose "
+                "units can be matched by label"
+            )
         elif shapes[0] != shapes[1]:
             raise TrainingError(
                 f"init-from {spec}: layer {s.name} has weights of shapes {shapes[0]}, this "
