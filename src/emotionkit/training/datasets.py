@@ -384,8 +384,8 @@ class Fer2013Csv(LabelledDataset):
         self.source_labels = FERPLUS_LABELS if self.ferplus is not None else FER_LABELS
         self.labels = (match_labels(self.source_labels, labels, str(self.path))
                        if labels is not None else self.source_labels)
-        self._rows: dict[str, tuple[list[np.ndarray], list[int]]] | None = None
-        self._row_numbers: dict[str, list[int]] = {}  # csv data row (0-based) per image
+        # per split: faces, label codes, csv data rows (0-based) they came from
+        self._rows: dict[str, tuple[list[np.ndarray], list[int], list[int]]] | None = None
         self.skipped = 0
 
     @property
@@ -394,29 +394,33 @@ class Fer2013Csv(LabelledDataset):
                      if self._parse().get(s))
 
     def load(self, split: str) -> ImageData:
-        key = self._ALIASES.get(split.lower(), split)
-        rows = self._parse()
-        name = f"{self.path} [{key}]"
-        if key not in rows or not rows[key][0]:
-            raise DatasetError(
-                f"{name}: no usable rows for split {split!r}; available: "
-                f"{', '.join(self.splits) or 'none'} ({self.skipped} rows skipped)"
-            )
-        faces, targets = rows[key]
+        key, (faces, targets, _) = self._split_rows(split)
         data = ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.source_labels,
-            name, self.skipped, self.color_order,
+            f"{self.path} [{key}]", self.skipped, self.color_order,
         )
         return data if self.labels == self.source_labels else data.select_labels(self.labels)
 
-    def _parse(self) -> dict[str, tuple[list[np.ndarray], list[int]]]:
+    def _split_rows(
+        self, split: str
+    ) -> tuple[str, tuple[list[np.ndarray], list[int], list[int]]]:
+        """The ``Usage`` value ``split`` names (aliases resolved) and its parsed rows."""
+        key = self._ALIASES.get(split.lower(), split)
+        rows = self._parse()
+        if key not in rows or not rows[key][0]:
+            raise DatasetError(
+                f"{self.path} [{key}]: no usable rows for split {split!r}; available: "
+                f"{', '.join(self.splits) or 'none'} ({self.skipped} rows skipped)"
+            )
+        return key, rows[key]
+
+    def _parse(self) -> dict[str, tuple[list[np.ndarray], list[int], list[int]]]:
         if self._rows is not None:
             return self._rows
-        rows: dict[str, tuple[list[np.ndarray], list[int]]] = {
-            s: ([], []) for s in (self.train_split, self.val_split, self.test_split)
+        rows: dict[str, tuple[list[np.ndarray], list[int], list[int]]] = {
+            s: ([], [], []) for s in (self.train_split, self.val_split, self.test_split)
         }
         votes = _read_ferplus_votes(self.ferplus) if self.ferplus is not None else None
-        numbers: dict[str, list[int]] = {s: [] for s in rows}
         skipped = 0
         for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
             if self.limit is not None and i >= self.limit:
@@ -427,21 +431,21 @@ class Fer2013Csv(LabelledDataset):
                 if skipped <= _MAX_LOGGED_SKIPS:
                     log.warning("%s: skipped row %d: %s", self.path, i + 2, reason)
                 continue
-            faces, targets = rows[record["Usage"].strip()]
+            faces, targets, numbers = rows[record["Usage"].strip()]
             faces.append(image)
             targets.append(target)
-            numbers[record["Usage"].strip()].append(i)
+            numbers.append(i)
         if votes is not None and self.limit is None and i + 1 != len(votes):
             raise DatasetError(
                 f"{self.ferplus}: has {len(votes)} rows but {self.path} has {i + 1}; "
                 "the FER+ file must be row-aligned with the FER2013 csv"
             )
         self.skipped = skipped
-        total = sum(len(t) for _, t in rows.values())
+        total = sum(len(t) for _, t, _ in rows.values())
         _log_summary(str(self.path), total, skipped)
         if total == 0:
             raise DatasetError(f"{self.path}: no usable rows ({skipped} skipped)")
-        self._rows, self._row_numbers = rows, numbers
+        self._rows = rows
         return rows
 
     def ferplus_soft_labels(self, split: str, ferplus: str | Path) -> np.ndarray:
@@ -462,24 +466,22 @@ class Fer2013Csv(LabelledDataset):
         if self.ferplus is not None:
             raise DatasetError(f"{self.path}: FER+ soft labels are for the original FER2013 "
                                "labels; open the csv without ferplus")
-        data = self.load(split)  # parses; raises for an empty split
-        key = self._ALIASES.get(split.lower(), split)
+        _, (_, codes, rows) = self._split_rows(split)
         votes = _read_ferplus_votes(Path(ferplus))
-        rows = self._row_numbers[key]
         if len(votes) <= max(rows):
             raise DatasetError(f"{ferplus}: has {len(votes)} rows, but {self.path} has more; "
                                "the FER+ file must be row-aligned with the FER2013 csv")
-        # FER+ columns named by the canonical labels (neutral, happy, ..., contempt)
+        # this dataset's labels as FER+ vote columns and as FER2013 label codes
         names = [canonical_label(c) for c in self._FERPLUS_COLUMNS]
-        columns = [names.index(label) for label in FER_LABELS]
+        columns = [names.index(label) for label in self.labels]
+        chosen = [FER_LABELS.index(label) for label in self.labels]
+        # the rows load() keeps (all, unless labels were selected), in its target order
+        kept = [(votes[row], chosen.index(code)) for row, code in zip(rows, codes)
+                if code in chosen]
         table = np.array([v[columns] if v is not None else np.zeros(len(columns))
-                          for v in (votes[r] for r in rows)], dtype=np.float64)
-        codes = np.asarray(self._parse()[key][1])
-        if self.labels != self.source_labels:  # the rows and columns load() keeps
-            keep = np.isin(codes, [FER_LABELS.index(x) for x in self.labels])
-            table = table[keep][:, [FER_LABELS.index(x) for x in self.labels]]
+                          for v, _ in kept], dtype=np.float64).reshape(len(kept), len(columns))
+        hot = np.eye(len(chosen))[[target for _, target in kept]]
         sums = table.sum(axis=1, keepdims=True)
-        hot = np.eye(len(data.labels))[data.targets]
         return np.where(sums > 0, table / np.maximum(sums, 1), hot).astype(np.float32)
 
     def _parse_row(

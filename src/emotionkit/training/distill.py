@@ -55,7 +55,7 @@ def save_soft_labels(path: str | Path, data: ImageData, soft: np.ndarray) -> Pat
     soft = np.asarray(soft, dtype=np.float64)
     if soft.shape != (len(data), len(data.labels)):
         raise ValueError(f"soft labels are {soft.shape}, expected {(len(data), len(data.labels))}")
-    sums = soft.sum(axis=1, keepdims=True) if soft.size else np.ones((len(soft), 1))
+    sums = soft.sum(axis=1, keepdims=True)
     if not np.isfinite(soft).all() or (soft < 0).any() or (sums <= 0).any():
         raise ValueError("soft labels must be finite, non-negative, each row summing to > 0")
     path = Path(path)
@@ -154,11 +154,10 @@ def _label_probabilities(teacher: Any, data: ImageData, tta: bool,
     columns = _label_columns(tuple(teacher.labels), data.labels, "teacher")
     if isinstance(teacher, SoftLabelFile):
         probs = teacher.probabilities(data)[:, columns]
-        probs = np.clip(probs, 1e-12, None)
-        return probs / probs.sum(axis=1, keepdims=True)
-    chunks = [probs[:, columns].astype(np.float64) for probs in _probability_chunks(
-        teacher, data.pixels, data.color_order, tta, batch_size)]
-    probs = np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
+    else:
+        chunks = [probs[:, columns].astype(np.float64) for probs in _probability_chunks(
+            teacher, data.pixels, data.color_order, tta, batch_size)]
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
     probs = np.clip(probs, 1e-12, None)
     return probs / probs.sum(axis=1, keepdims=True)
 

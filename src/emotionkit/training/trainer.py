@@ -728,10 +728,13 @@ def _copy_weights(source: Any, target: Any, source_labels: tuple[str, ...],
         )
     for s, d in zip(src, dst):
         weights, fresh = s.get_weights(), d.get_weights()
-        head = d is dst[-1]
-        shapes = [w.shape for w in weights], [w.shape for w in fresh]
-        if head and source_labels != labels and len(weights) == 2 and \
-                weights[0].shape[:-1] == fresh[0].shape[:-1]:
+        if d is dst[-1] and source_labels != labels:
+            if len(weights) != 2 or weights[0].shape[:-1] != fresh[0].shape[:-1]:
+                raise TrainingError(
+                    f"init-from {spec}: its labels {list(source_labels)} differ from this "
+                    f"run's {list(labels)} and its output layer {s.name} is not a dense layer "
+                    "whose units can be matched by label"
+                )
             shared = [(i, source_labels.index(x)) for i, x in enumerate(labels)
                       if x in source_labels]
             for i, j in shared:
@@ -740,13 +743,8 @@ def _copy_weights(source: Any, target: Any, source_labels: tuple[str, ...],
             log.info("init-from %s: output units for %s copied, %s new", spec,
                      ", ".join(labels[i] for i, _ in shared) or "no label",
                      ", ".join(x for x in labels if x not in source_labels) or "none")
-        elif head and source_labels != labels:
-            raise TrainingError(
-                f"init-from {spec}: its labels {list(source_labels)} differ from this run's "
-                f"{list(labels)} and its output layer {s.name} is not a dense layer whose "
-                "units can be matched by label"
-            )
-        elif shapes[0] != shapes[1]:
+        shapes = [w.shape for w in weights], [w.shape for w in fresh]
+        if shapes[0] != shapes[1]:
             raise TrainingError(
                 f"init-from {spec}: layer {s.name} has weights of shapes {shapes[0]}, this "
                 f"run's {d.name} {shapes[1]}; pass a model of the same --arch and "
