@@ -169,6 +169,17 @@ def test_fer2013_csv_splits_and_bad_rows(
     assert ds.load("test").pixels.shape == (4, 48, 48, 1)
 
 
+def test_fer2013_csv_splits_lists_only_splits_with_rows(tmp_path: Path) -> None:
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if not line.endswith(",PrivateTest\n")))
+    ds = Fer2013Csv(path)
+    assert ds.splits == ("Training", "PublicTest")
+    with pytest.raises(DatasetError, match="available: Training, PublicTest"):
+        ds.load("test")
+
+
 def test_fer2013_csv_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DatasetError, match="missing CSV column"):

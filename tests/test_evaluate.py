@@ -141,3 +141,18 @@ def test_seven_class_model_scored_on_a_label_subset(tmp_path: Path) -> None:
                                      "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["labels"] == subset
+
+
+def test_cli_evaluate_defaults_to_the_last_split_with_rows(tmp_path: Path) -> None:
+    """A FER2013-layout csv without ``PrivateTest`` rows is scored on ``PublicTest``."""
+    from test_datasets import write_fer_csv
+
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if not line.endswith(",PrivateTest\n")))
+    result = _runner().invoke(main, ["evaluate", str(path), "--classifier", "fer-cnn",
+                                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n"] == 4 and "[PublicTest]" in report["name"]

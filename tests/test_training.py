@@ -101,6 +101,8 @@ def test_resume_after_crash_continues_at_next_epoch(
         _trainer(out, epochs=4).fit(train, val)
     before = json.loads((out / "checkpoint" / "state.json").read_text())
     assert before["epoch"] == 2
+    assert _trainer(out).epochs_done == 2 and _trainer(tmp_path / "none").epochs_done == 0
+    assert not (out / "metrics.json").exists()
     monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", original)
 
     with pytest.raises(TrainingError, match="already holds a training run"):

@@ -17,7 +17,6 @@ deadline are stopped (each keeps its best epoch so far). ``WORK/DONE`` marks the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -65,11 +64,6 @@ def train_teacher(args: argparse.Namespace) -> None:
     _teacher(args, args.arch, args.index).fit(held_in, val)
 
 
-def _epochs_run(run: Path) -> int:
-    state = run / "checkpoint" / "state.json"
-    return int(json.loads(state.read_text())["epoch"]) if state.is_file() else 0
-
-
 def label(args: argparse.Namespace) -> Path:
     from emotionkit.training.distill import cross_fitted_soft_labels, save_soft_labels
 
@@ -77,8 +71,7 @@ def label(args: argparse.Namespace) -> Path:
     work = Path(args.work)
     parts = []
     for arch in args.teacher_arch:
-        runs = [work / f"teacher-{arch}-{k}" for k in range(args.folds)]
-        done = [_epochs_run(r) for r in runs]
+        done = [_teacher(args, arch, k).epochs_done for k in range(args.folds)]
         print(f"teachers {arch}: epochs run {done}", flush=True)
         if min(done) == 0:
             print(f"teachers {arch}: one has no epoch; left out", flush=True)

@@ -390,8 +390,9 @@ class Fer2013Csv(LabelledDataset):
 
     @property
     def splits(self) -> tuple[str, ...]:
+        rows = self._parse()
         return tuple(s for s in (self.train_split, self.val_split, self.test_split)
-                     if self._parse().get(s))
+                     if rows[s][0])
 
     def load(self, split: str) -> ImageData:
         key, (faces, targets, _) = self._split_rows(split)

@@ -229,7 +229,20 @@ class Trainer:
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Where the run's per-epoch checkpoint lives (``out_dir/checkpoint``)."""
         return self.out_dir / _CHECKPOINT_DIR
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs of the run in ``out_dir`` that a resume continues after (0: no run).
+
+        A run stopped part-way (killed, or a deadline) has its best epoch's model file but
+        no ``metrics.json`` or plots; a ``Trainer`` with ``resume=True`` and
+        ``epochs=epochs_done`` finishes it without training further.
+        """
+        if not (self.checkpoint_dir / _STATE_FILE).is_file():
+            return 0
+        return min(int(self._read_state()["epoch"]), self._backed_up_epochs(self.checkpoint_dir))
 
     def fit(self, train: ImageData, val: ImageData) -> dict[str, Any]:
         """Train on ``train``, select the best epoch on ``val``, write the output directory.
@@ -394,12 +407,19 @@ class Trainer:
 
     def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
                      fresh: bool) -> Any:
-        """The inference model before training (``fresh``: a new run, not a resume): random
-        weights, or ``init_from``'s for a fresh run."""
+        """The inference model before training. ``fresh`` (a new run, not a resume): with
+        ``init_from``'s weights, else with :meth:`_default_weights`; a resumed run's
+        weights come from its checkpoint."""
         model = self._network((*config.input_size, config.channels), num_classes)
         if fresh and self.args["init_from"] is not None:
             self._load_initial_weights(model, config)
+        elif fresh:
+            self._default_weights(keras, model)
         return model
+
+    def _default_weights(self, keras: Any, model: Any) -> None:
+        """A new run's starting weights without ``init_from``: the network's random ones
+        here; subclasses load pretrained parts (e.g. a transfer base)."""
 
     def _load_initial_weights(self, model: Any, config: ModelConfig) -> None:
         """Copy ``init_from``'s weights into ``model`` (see :func:`_copy_weights`)."""

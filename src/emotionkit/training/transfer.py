@@ -87,14 +87,9 @@ class TransferTrainer(Trainer):
             "head_learning_rate": float(head_learning_rate),
         })
 
-    def _build_model(self, keras: Any, config: ModelConfig, num_classes: int,
-                     fresh: bool) -> Any:
-        model = super()._build_model(keras, config, num_classes, fresh)
-        if fresh and self.args["init_from"] is None:
-            self._load_base_weights(keras, base_of(model))
-        return model
-
-    def _load_base_weights(self, keras: Any, base: Any) -> None:
+    def _default_weights(self, keras: Any, model: Any) -> None:
+        """Load ``base_weights`` into the model's application base (the head stays random)."""
+        base = base_of(model)
         weights = self.args["base_weights"]
         if weights == "none":
             return
