@@ -10,6 +10,12 @@
 3. students: ``emotionkit train`` with ``--teacher WORK/cross-fitted.npz``, one run per
    ``--student-weight``, in parallel.
 
+With ``--vgg-epochs N`` (for ``vgg19-3emo``, docs/models/vgg19-3emo.md) phase 1 also trains
+the 7-class VGG19-BN from random weights on all of ``Training`` (``WORK/vgg7``), phase 2
+also writes the soft labels of the angry/happy/sad rows (``WORK/cross-fitted-3emo.npz``),
+and phase 3 also fine-tunes ``WORK/vgg7`` on those three labels, one run per
+``--vgg3-weight`` (``WORK/vgg3-wW``; weight 0: plain labels).
+
 Every run trains with the library's own Trainer and CLI; runs still going at a phase's
 deadline are stopped (each keeps its best epoch so far). ``WORK/DONE`` marks the end.
 """
@@ -29,6 +35,11 @@ import numpy as np
 CSV = "../shared/data/fer2013/fer2013.csv.gz"
 
 # teacher name -> (architecture, arch_options, extra trainer options)
+THREE = ("angry", "happy", "sad")
+VGG_OPTIONS = ["--arch", "vgg19", "--arch-option", "trainable_blocks=-1", "--arch-option",
+               "size=48", "--arch-option", "batch_norm=true", "--arch-option", "dropout=0.0",
+               "--class-weight", "sqrt", "--patience", "0", "--seed", "0"]
+
 TEACHERS = {
     "fer-cnn": ("fer-cnn", {}, {}),
     # the 7-class VGG19-BN of docs/models/vgg19-3emo.md (gpu-vgg7: 67.77% on PublicTest)
@@ -86,7 +97,24 @@ def label(args: argparse.Namespace) -> Path:
     agree = float((soft.argmax(axis=1) == train.targets).mean())
     print(f"cross-fitted soft labels agree with {100 * agree:.1f}% of the training labels",
           flush=True)
+    three = train.select_labels(THREE)
+    columns = [train.labels.index(label) for label in three.labels]
+    save_soft_labels(work / "cross-fitted-3emo.npz", three,
+                     soft[np.isin(train.targets, columns)][:, columns])
     return save_soft_labels(work / "cross-fitted.npz", train, soft)
+
+
+def _train_command(args: argparse.Namespace, out: Path, epochs: int, lr: float,
+                   *options: str) -> list[str]:
+    """``emotionkit train`` on the csv, resumable, with this run's batch size and precision."""
+    return [sys.executable, "-m", "emotionkit", "train", args.csv, "--out", str(out),
+            "--epochs", str(epochs), "--lr", str(lr), "--batch-size", str(args.batch_size),
+            "--precision", args.precision, "--resume", *options]
+
+
+def _soft_teacher(path: Path, weight: float) -> list[str]:
+    return [] if weight == 0 else ["--teacher", str(path), "--teacher-weight", str(weight),
+                                   "--teacher-temperature", "1"]
 
 
 def _spawn(command: list[str], log: Path) -> subprocess.Popen:
@@ -122,19 +150,26 @@ def run(args: argparse.Namespace) -> None:
     procs = [_spawn([*me, "teacher", *common, "--arch", arch, "--index", str(k)],
                     work / f"teacher-{arch}-{k}.log")
              for arch in args.teacher_arch for k in range(args.folds)]
+    vgg7 = work / "vgg7"
+    if args.vgg_epochs:
+        procs.append(_spawn(_train_command(args, vgg7, args.vgg_epochs, args.lr, *VGG_OPTIONS,
+                                           "--base-weights", "none"), work / "vgg7.log"))
     _wait(procs, start + 60 * args.teacher_minutes)
     print(f"teachers ended after {(time.time() - start) / 60:.1f} min", flush=True)
     soft = label(args)
-    students = []
-    for weight in args.student_weight:
-        out = work / f"student-w{weight}"
-        students.append(_spawn(
-            [sys.executable, "-m", "emotionkit", "train", args.csv, "--arch", "fer-cnn",
-             "--out", str(out), "--epochs", str(args.student_epochs), "--seed", "0",
-             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--patience", "0",
-             "--precision", args.precision, "--teacher", str(soft), "--teacher-weight",
-             str(weight), "--teacher-temperature", "1", "--resume"],
-            work / f"student-w{weight}.log"))
+    students = [
+        _spawn(_train_command(args, work / f"student-w{weight}", args.student_epochs, args.lr,
+                              "--arch", "fer-cnn", "--seed", "0", "--patience", "0",
+                              *_soft_teacher(soft, weight)), work / f"student-w{weight}.log")
+        for weight in args.student_weight]
+    if args.vgg_epochs and (vgg7 / "model.keras").is_file():
+        students += [
+            _spawn(_train_command(args, work / f"vgg3-w{weight}", args.vgg3_epochs, args.vgg3_lr,
+                                  *VGG_OPTIONS, "--labels", ",".join(THREE), "--base-weights",
+                                  str(vgg7 / "model.keras"),
+                                  *_soft_teacher(work / "cross-fitted-3emo.npz", weight)),
+                   work / f"vgg3-w{weight}.log")
+            for weight in args.vgg3_weight]
     _wait(students, start + 60 * args.total_minutes)
     (work / "DONE").write_text(f"{(time.time() - start) / 60:.1f} min\n")
     print(f"done after {(time.time() - start) / 60:.1f} min", flush=True)
@@ -154,6 +189,12 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=200)
     parser.add_argument("--student-weight", type=float, action="append", default=None)
     parser.add_argument("--total-minutes", type=float, default=22.0)
+    parser.add_argument("--vgg-epochs", type=int, default=0,
+                        help="7-class VGG19-BN base for vgg19-3emo (0: none)")
+    parser.add_argument("--vgg3-weight", type=float, action="append", default=None,
+                        help="repeatable; default 0 and 0.6")
+    parser.add_argument("--vgg3-epochs", type=int, default=8)
+    parser.add_argument("--vgg3-lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--precision", default="mixed_bfloat16")
@@ -165,6 +206,7 @@ def main() -> None:
     setup_logging()  # the Trainer's per-epoch lines, to each process's log
     args.teacher_arch = args.teacher_arch or ["fer-cnn"]
     args.student_weight = args.student_weight or [0.5, 0.8]
+    args.vgg3_weight = args.vgg3_weight or [0.0, 0.6]
     {"run": run, "teacher": train_teacher, "label": label}[args.phase](args)
 
 

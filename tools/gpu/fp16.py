@@ -1,0 +1,74 @@
+"""Bring the best ``vgg3-*`` model back from the GPU machine in half the bytes.
+
+    python3 tools/gpu/fp16.py shrink WORK           # there: WORK/vgg3-best.npz (float16)
+    python tools/gpu/fp16.py widen WORK/vgg3-best.npz WORK   # here: RUN/model.keras again
+
+A VGG19-BN model file is about 80 MB of float32 weights, more than one device call brings
+back (64 MiB). ``shrink`` picks the ``vgg3-*`` run whose ``metrics.json`` has the highest
+validation (``PublicTest``) accuracy and stores its weights as float16 (about 40 MB);
+``widen`` rebuilds that run's network from its ``config.json`` (architecture and
+``arch_options``, as the Trainer built it), loads the weights widened to float32 and saves
+``RUN/model.keras``, so the run directory loads like any other. Rounding to float16 changes
+the weights by at most 2**-11 of their size; score the widened model with ``emotionkit
+evaluate`` before using its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _val_accuracy(run: Path) -> float:
+    metrics = run / "metrics.json"
+    return float(json.loads(metrics.read_text())["val"]["accuracy"]) if metrics.is_file() else -1
+
+
+def shrink(work: Path) -> Path | None:
+    from emotionkit.classifiers import load_classifier
+
+    runs = sorted((r for r in work.glob("vgg3-*") if r.is_dir()), key=_val_accuracy)
+    if not runs or _val_accuracy(runs[-1]) < 0:
+        print("no finished vgg3-* run")
+        return None
+    best = runs[-1]
+    weights = load_classifier(best).model.get_weights()
+    out = work / "vgg3-best.npz"
+    np.savez(out, run=np.array(best.name),
+             **{f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)})
+    print(f"{out}: {best.name} (val accuracy {_val_accuracy(best):.4f}), {len(weights)} arrays, "
+          f"{out.stat().st_size / 1e6:.1f} MB")
+    return out
+
+
+def widen(npz: Path, work: Path) -> Path:
+    from emotionkit.classifiers import ModelConfig
+    from emotionkit.training import build_model
+
+    with np.load(npz) as f:
+        run = work / str(f["run"])
+        weights = [f[k].astype(np.float32) for k in sorted(f.files) if k.startswith("w")]
+    config = ModelConfig.read(run / "config.json")
+    model = build_model(config.architecture, (*config.input_size, config.channels),
+                        len(config.labels), **config.extra["training"]["arch_options"])
+    model.set_weights(weights)
+    model.save(run / config.model_file)
+    print(f"{run / config.model_file}: {len(weights)} arrays widened to float32")
+    return run
+
+
+def main() -> None:
+    verb, *paths = sys.argv[1:]
+    if verb == "shrink" and len(paths) == 1:
+        shrink(Path(paths[0]))
+    elif verb == "widen" and len(paths) == 2:
+        widen(Path(paths[0]), Path(paths[1]))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
