@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +21,14 @@ from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
 from emotionkit.cli import main
 from emotionkit.cli.train import train as train_command
+from emotionkit.recognizer import resolve_classifier
 from emotionkit.training import (
+    DatasetError,
     FolderDataset,
     Trainer,
     TrainingError,
     build_model,
+    evaluate_classifier,
     list_architectures,
 )
 from emotionkit.training import trainer as trainer_module
@@ -191,6 +195,28 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["labels"] == ["happy", "sad"] and report["n"] == 48
+
+
+def test_one_label_is_an_error_not_a_perfect_score(faces, tmp_path: Path) -> None:
+    root, train, val = faces
+    with pytest.raises(TrainingError, match="only one label"):
+        _trainer(tmp_path / "one").fit(train.select_labels(["happy"]),
+                                       val.select_labels(["happy"]))
+    assert not (tmp_path / "one" / "model.keras").exists()
+    with pytest.raises(DatasetError, match="one label"):
+        evaluate_classifier(resolve_classifier("fer-cnn"), val.select_labels(["happy"]),
+                            labels=["happy"])
+    for command in (["train", str(root), "--out", str(tmp_path / "o")], ["evaluate", str(root)]):
+        result = _runner().invoke(main, [*command, "--labels", "happy,"])
+        assert result.exit_code == 1
+        assert result.output == ("error: --labels happy,: give two or more labels, "
+                                 "comma-separated (with one, every answer is that label)\n")
+    # a folder dataset with one label folder: the trainer's error, one line
+    shutil.copytree(root / "Happy", tmp_path / "one-folder" / "Happy")
+    result = _runner().invoke(main, ["train", str(tmp_path / "one-folder"), "--out",
+                                     str(tmp_path / "o"), "--epochs", "1", "--quiet"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == 1 and "only one label" in errors[0]
 
 
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:

@@ -44,3 +44,14 @@ def run_or_fail(func: Any, *args: Any, exit_code: int = 1, **kwargs: Any) -> Any
         return func(*args, **kwargs)
     except EmotionKitError as exc:
         fail(str(exc), exit_code)
+
+
+def parse_labels(labels: str | None) -> list[str] | None:
+    """``--labels a,b,c`` as a list (``None`` when not given); one label is an error."""
+    if not labels:
+        return None
+    names = [x.strip() for x in labels.split(",") if x.strip()]
+    if len(names) < 2:
+        fail(f"--labels {labels}: give two or more labels, comma-separated (with one, every "
+             "answer is that label)")
+    return names

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import fail, run_or_fail
+from ._common import fail, parse_labels, run_or_fail
 from .train import setup_logging
 
 __all__ = ["evaluate"]
@@ -50,7 +50,7 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         "channels": getattr(config, "channels", 3),
         "color_order": getattr(config, "color_order", "bgr"),
     }
-    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    label_list = parse_labels(labels)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=0.0, **options)
     if split is None:

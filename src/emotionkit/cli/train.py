@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ._common import fail, run_or_fail
+from ._common import fail, parse_labels, run_or_fail
 
 __all__ = ["setup_logging", "train"]
 
@@ -113,7 +113,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     from ..training.datasets import open_dataset
 
     setup_logging(quiet)
-    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    label_list = parse_labels(labels)
     options: dict[str, Any] = {
         "arch_options": _parse_options(arch_option), "batch_size": batch_size,
         "weight_decay": weight_decay, "label_smoothing": label_smoothing,

@@ -172,13 +172,17 @@ def evaluate_classifier(
     Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
     through ``predict`` (without ``tta``).
 
-    ``labels``: score the classifier as one for these of its labels only: images of other
-    labels are left out, and its answer is the most probable of these labels (e.g. a
-    7-class model scored on angry/happy/sad). The report then has these labels.
+    ``labels``: score the classifier as one for these of its labels only (two or more):
+    images of other labels are left out, and its answer is the most probable of these
+    labels (e.g. a 7-class model scored on angry/happy/sad). The report then has these
+    labels.
     """
     model_labels = tuple(classifier.labels)
     columns: list[int] | slice = slice(None)  # the probability columns scored
     if labels is not None:
+        if len(labels) == 1:
+            raise DatasetError(f"scoring on one label ({labels[0]}) is always right; pass two "
+                               "or more labels, or none to score on all of the classifier's")
         columns = _label_columns(model_labels, labels, "classifier")
         model_labels = tuple(labels)
     mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])

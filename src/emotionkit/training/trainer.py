@@ -250,8 +250,9 @@ class Trainer:
         Returns the content of ``metrics.json``.
 
         Raises:
-            TrainingError: mismatched labels or shapes, an existing run in ``out_dir``
-                without ``resume``, or a resume with different data or options.
+            TrainingError: fewer than two labels, mismatched labels or shapes, an existing
+                run in ``out_dir`` without ``resume``, or a resume with different data or
+                options.
         """
         self._check_data(train, val)
         keras = _import_keras()
@@ -271,6 +272,11 @@ class Trainer:
         if tuple(train.labels) != tuple(val.labels):
             raise TrainingError(
                 f"train and validation labels differ: {train.labels} vs {val.labels}"
+            )
+        if len(train.labels) < 2:
+            raise TrainingError(
+                f"{train.name}: only one label ({', '.join(train.labels)}); a classifier needs "
+                "two or more to choose between"
             )
         expected = (*self.architecture.input_size, self.architecture.channels)
         for data in (train, val):
