@@ -57,6 +57,17 @@ def write_face_folders(root: Path, n: int = 16, splits: tuple[str, ...] = ()) ->
     return root
 
 
+def test_folder_val_fraction_keeps_every_label_in_training(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=3)
+    ds = FolderDataset(root, val_fraction=0.9)
+    assert ds.load("train").class_counts().tolist() == [1, 1]
+    assert ds.load("val").class_counts().tolist() == [2, 2]
+    with pytest.raises(DatasetError, match=r"available: train; .*--val-fraction"):
+        FolderDataset(root, val_fraction=0).load("val")
+    with pytest.raises(DatasetError, match=r"add root/test/<label>/ folders"):
+        ds.load("test")
+
+
 def test_canonical_label_synonyms() -> None:
     assert canonical_label("Happiness") == "happy"
     assert canonical_label(" ANGER ") == "angry"

@@ -275,8 +275,14 @@ class FolderDataset(LabelledDataset):
     def load(self, split: str) -> ImageData:
         key = _SPLIT_ALIASES.get(split.lower())
         if key is None or not self._files.get(key):
+            hint = {
+                "val": "; add root/val/<label>/ folders, or carve val out of the training "
+                       "images with val_fraction > 0 (--val-fraction)",
+                "test": "; add root/test/<label>/ folders",
+            }.get(key or "", "")
             raise DatasetError(
                 f"{self.root}: no split {split!r}; available: {', '.join(self.splits) or 'none'}"
+                f"{hint}"
             )
         faces: list[np.ndarray] = []
         targets: list[int] = []
@@ -572,7 +578,7 @@ def _stratified_split(
     for target in sorted({t for _, t in entries}):
         group = [e for e in entries if e[1] == target]
         order = rng.permutation(len(group))
-        n_val = round(len(group) * fraction) if len(group) > 1 else 0
+        n_val = min(round(len(group) * fraction), len(group) - 1)  # keep one to train on
         val += [group[i] for i in order[:n_val]]
         train += [group[i] for i in order[n_val:]]
     return train, val
