@@ -57,6 +57,28 @@ def write_face_folders(root: Path, n: int = 16, splits: tuple[str, ...] = ()) ->
     return root
 
 
+def test_folder_labels_accept_emotion_synonyms(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=4)
+    ds = FolderDataset(root, labels=["Sadness", "HAPPINESS"], val_fraction=0)
+    assert ds.labels == ("sad", "happy")
+    assert ds.load("train").class_counts().tolist() == [4, 4]
+    with pytest.raises(DatasetError, match="unique"):
+        FolderDataset(root, labels=["happy", "Happiness"])
+
+
+def test_channels_and_color_order_are_checked(tmp_path: Path, astronaut_bgr) -> None:
+    root = write_face_folders(tmp_path / "faces", n=2)
+    with pytest.raises(DatasetError, match="channels must be 1 or 3"):
+        FolderDataset(root, channels=2)
+    with pytest.raises(DatasetError, match="color_order 'rgb' or 'bgr'"):
+        FolderDataset(root, channels=3, color_order="rbg")
+    rgb = FolderDataset(root, channels=3, color_order="RGB", val_fraction=0).load("train")
+    bgr = FolderDataset(root, channels=3, color_order="bgr", val_fraction=0).load("train")
+    assert rgb.color_order == "rgb" and np.array_equal(rgb.pixels, bgr.pixels[..., ::-1])
+    with pytest.raises(ValueError, match="color_order"):
+        faces_to_pixels([astronaut_bgr], (48, 48), 3, "RGB")
+
+
 def test_folder_val_fraction_keeps_every_label_in_training(tmp_path: Path) -> None:
     root = write_face_folders(tmp_path / "faces", n=3)
     ds = FolderDataset(root, val_fraction=0.9)
@@ -102,8 +124,8 @@ def test_folder_split_layout_colour_and_custom_labels(tmp_path: Path) -> None:
     assert ds.splits == ("train", "val", "test")
     test = ds.load("test")
     assert test.pixels.shape == (12, 64, 56, 3)
-    custom = FolderDataset(root, labels=["SADNESS"])  # only that folder, custom name kept
-    assert custom.labels == ("SADNESS",)
+    custom = FolderDataset(root, labels=["SADNESS"])  # only that folder, canonical name
+    assert custom.labels == ("sad",)
     assert custom.load("train").class_counts().tolist() == [6]
 
 
@@ -214,15 +236,20 @@ def test_ferplus_majority_labels(tmp_path: Path) -> None:
             votes[0] = votes[1] = 4   # tie -> skipped
         elif i == 2:
             votes[9] = 10         # not a face -> skipped
+        elif i == 3:
+            votes[1] = votes[8] = 5   # happiness tied with unknown -> skipped
         else:
             votes[1 if i < 12 else 3] = 7  # happiness / sadness
         rows.append(f"Training,x{i}.png,{','.join(map(str, votes))}\n")
     (tmp_path / "ferplus.csv").write_text(header + "".join(rows))
     ds = Fer2013Csv(path, ferplus=tmp_path / "ferplus.csv")
     train = ds.load("train")
-    assert ds.labels == FERPLUS_LABELS and ds.skipped == 2
+    assert ds.labels == FERPLUS_LABELS and ds.skipped == 3
     counts = dict(zip(ds.labels, train.class_counts().tolist()))
-    assert counts["contempt"] == 1 and counts["happy"] == 5 and counts["sad"] == 8
+    assert counts["contempt"] == 1 and counts["happy"] == 4 and counts["sad"] == 8
+    (tmp_path / "header.csv").write_text("emotion,pixels,Usage\n")
+    with pytest.raises(DatasetError, match="has 24 rows but .*header.csv has 0"):
+        Fer2013Csv(tmp_path / "header.csv", ferplus=tmp_path / "ferplus.csv").load("train")
 
 
 def test_ferplus_soft_labels_follow_the_loaded_rows(tmp_path: Path) -> None:
@@ -257,6 +284,9 @@ def test_ferplus_soft_labels_follow_the_loaded_rows(tmp_path: Path) -> None:
     (tmp_path / "short.csv").write_text(header + "Training,x.png,0,1,0,0,0,0,0,0,0,0\n")
     with pytest.raises(DatasetError, match="row-aligned"):
         ds.ferplus_soft_labels("Training", tmp_path / "short.csv")
+    (tmp_path / "long.csv").write_text(ferplus.read_text() + "Training,y.png,0,1,0,0,0,0,0,0,0,0\n")
+    with pytest.raises(DatasetError, match="has 29 rows but .* has 28; .*row-aligned"):
+        ds.ferplus_soft_labels("Training", tmp_path / "long.csv")
     with pytest.raises(DatasetError, match="without ferplus"):
         Fer2013Csv(path, ferplus=ferplus).ferplus_soft_labels("Training", ferplus)
 

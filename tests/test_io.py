@@ -52,6 +52,18 @@ def test_grayscale_and_bgra_arrays(astronaut_bgr: np.ndarray) -> None:
     np.testing.assert_array_equal(load_image(bgra), astronaut_bgr)
 
 
+def test_16_bit_gray_png_keeps_its_tones(tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), gray.astype(np.uint16) * 257)  # 16-bit PNG of the same photo
+    for source in (path, Image.open(path)):
+        img = load_image(source)
+        assert img.shape == (512, 512, 3)
+        np.testing.assert_array_equal(img[:, :, 0], gray)
+    pil_f = Image.fromarray(gray.astype(np.float32) / 255.0, mode="F")
+    assert np.abs(load_image(pil_f)[:, :, 0].astype(int) - gray).max() <= 1
+
+
 def test_float_array_in_unit_range(astronaut_bgr: np.ndarray) -> None:
     img = load_image(astronaut_bgr.astype(np.float32) / 255.0)
     assert np.abs(img.astype(int) - astronaut_bgr.astype(int)).max() <= 1

@@ -23,6 +23,9 @@ def faces_to_pixels(
 
     ``input_size`` is ``(height, width)``. One channel: grayscale; three: ``color_order``.
     """
+    if channels not in (1, 3) or color_order not in ("rgb", "bgr"):
+        raise ValueError(f"channels must be 1 or 3 and color_order 'rgb' or 'bgr', got "
+                         f"{channels} and {color_order!r}")
     h, w = input_size
     out = np.empty((len(faces), h, w, channels), dtype=np.uint8)
     for i, face in enumerate(faces):

@@ -194,9 +194,12 @@ class LabelledDataset:
     def __init__(
         self, input_size: tuple[int, int] = (48, 48), channels: int = 1, color_order: str = "rgb"
     ) -> None:
+        if int(channels) not in (1, 3) or str(color_order).lower() not in ("rgb", "bgr"):
+            raise DatasetError(f"channels must be 1 or 3 and color_order 'rgb' or 'bgr', got "
+                               f"{channels} and {color_order!r}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.channels = int(channels)
-        self.color_order = color_order
+        self.color_order = str(color_order).lower()
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -226,7 +229,8 @@ class FolderDataset(LabelledDataset):
     Label folders whose names are emotions (``Happy``, ``happiness``, ``ANGER`` ...) map to
     the canonical names of :data:`~emotionkit.classifiers.FER_LABELS` and keep that order;
     any other set of names is a custom label set, sorted by name. Pass ``labels`` to fix
-    the label set and order; folders not in it are skipped (logged).
+    the label set and order (emotion names in it are mapped to the canonical ones too,
+    ``Anger`` -> ``angry``); folders not in it are skipped (logged).
 
     Images of any size and colour are decoded with :func:`emotionkit.load_image` and
     converted/resized like inference does. Unreadable files are skipped and counted.
@@ -309,7 +313,7 @@ class FolderDataset(LabelledDataset):
         self, folder_names: list[str], labels: Sequence[str] | None
     ) -> tuple[str, ...]:
         if labels is not None:
-            given = tuple(str(label) for label in labels)
+            given = tuple(canonical_label(str(label)) or str(label) for label in labels)
             if len(set(given)) != len(given) or not given:
                 raise DatasetError(f"labels must be unique and non-empty, got {given}")
             return given
@@ -392,6 +396,7 @@ class Fer2013Csv(LabelledDataset):
                        if labels is not None else self.source_labels)
         # per split: faces, label codes, csv data rows (0-based) they came from
         self._rows: dict[str, tuple[list[np.ndarray], list[int], list[int]]] | None = None
+        self._n_rows = 0  # csv data rows read by _parse
         self.skipped = 0
 
     @property
@@ -428,10 +433,11 @@ class Fer2013Csv(LabelledDataset):
             s: ([], [], []) for s in (self.train_split, self.val_split, self.test_split)
         }
         votes = _read_ferplus_votes(self.ferplus) if self.ferplus is not None else None
-        skipped = 0
+        skipped = n_rows = 0
         for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
             if self.limit is not None and i >= self.limit:
                 break
+            n_rows = i + 1
             reason, image, target = self._parse_row(record, votes, i)
             if reason is not None or image is None:
                 skipped += 1
@@ -442,11 +448,9 @@ class Fer2013Csv(LabelledDataset):
             faces.append(image)
             targets.append(target)
             numbers.append(i)
-        if votes is not None and self.limit is None and i + 1 != len(votes):
-            raise DatasetError(
-                f"{self.ferplus}: has {len(votes)} rows but {self.path} has {i + 1}; "
-                "the FER+ file must be row-aligned with the FER2013 csv"
-            )
+        if votes is not None:
+            self._check_aligned(self.ferplus, len(votes), n_rows)
+        self._n_rows = n_rows
         self.skipped = skipped
         total = sum(len(t) for _, t, _ in rows.values())
         _log_summary(str(self.path), total, skipped)
@@ -454,6 +458,15 @@ class Fer2013Csv(LabelledDataset):
             raise DatasetError(f"{self.path}: no usable rows ({skipped} skipped)")
         self._rows = rows
         return rows
+
+    def _check_aligned(self, ferplus: Path | None, n_votes: int, n_rows: int) -> None:
+        """A FER+ file of ``n_votes`` rows must be row-aligned with the ``n_rows`` csv rows
+        read (the whole file; with ``limit``, at least those rows)."""
+        if n_votes != n_rows and (self.limit is None or n_votes < n_rows):
+            raise DatasetError(
+                f"{ferplus}: has {n_votes} rows but {self.path} has {n_rows}; "
+                "the FER+ file must be row-aligned with the FER2013 csv"
+            )
 
     def ferplus_soft_labels(self, split: str, ferplus: str | Path) -> np.ndarray:
         """FER+ vote shares ``(N, len(labels))`` for the images ``load(split)`` returns.
@@ -475,9 +488,7 @@ class Fer2013Csv(LabelledDataset):
                                "labels; open the csv without ferplus")
         _, (_, codes, rows) = self._split_rows(split)
         votes = _read_ferplus_votes(Path(ferplus))
-        if len(votes) <= max(rows):
-            raise DatasetError(f"{ferplus}: has {len(votes)} rows, but {self.path} has more; "
-                               "the FER+ file must be row-aligned with the FER2013 csv")
+        self._check_aligned(Path(ferplus), len(votes), self._n_rows)
         # this dataset's labels as FER+ vote columns and as FER2013 label codes
         names = [canonical_label(c) for c in self._FERPLUS_COLUMNS]
         columns = [names.index(label) for label in self.labels]
@@ -511,7 +522,7 @@ class Fer2013Csv(LabelledDataset):
             row_votes = votes[i]
             assert row_votes is not None
             top = int(row_votes.max())
-            if top == 0 or int((row_votes[:8] == top).sum()) != 1 or row_votes[:8].max() < top:
+            if top == 0 or int((row_votes[:8] == top).sum()) != 1 or row_votes[8:].max() == top:
                 return "no FER+ majority emotion (tie, unknown or not a face)", None, -1
             column = self._FERPLUS_COLUMNS[int(np.argmax(row_votes[:8]))]
             label = canonical_label(column)
