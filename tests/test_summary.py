@@ -70,3 +70,16 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         res = CliRunner().invoke(main, ["summary", str(path)])
         assert res.exit_code == 1
         assert res.output.startswith("error:") and message in res.output, res.output
+
+
+def test_cut_off_row_and_unwritable_plot_type_are_one_line_errors(rows_csv: Path,
+                                                                  tmp_path: Path) -> None:
+    cut = tmp_path / "cut.csv"
+    cut.write_text(rows_csv.read_text() + "v.mp4,4,0.4000,0,18\n")  # a row cut off mid-write
+    res = CliRunner().invoke(main, ["summary", str(cut)])
+    assert res.exit_code == 1 and res.output.startswith(f"error: {cut}: malformed results csv")
+    res = CliRunner().invoke(main, ["summary", str(rows_csv), "--plot",
+                                    str(tmp_path / "t.jpgx")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.splitlines()[-1].startswith("error: ")
+    assert "use a .png file name" in res.output

@@ -112,7 +112,7 @@ def test_resume_after_crash_continues_at_next_epoch(
     with pytest.raises(TrainingError, match="already holds a training run"):
         _trainer(out, epochs=4).fit(train, val)
     with pytest.raises(TrainingError, match="data differ"):
-        _trainer(out, epochs=4, resume=True).fit(train.subset(range(10)), val)
+        _trainer(out, epochs=4, resume=True).fit(train.subset(range(1, len(train))), val)
     metrics = _trainer(out, epochs=4, resume=True).fit(train, val)
     history = metrics["history"]
     assert metrics["epochs_run"] == 4 and len(history["loss"]) == 4
@@ -217,6 +217,41 @@ def test_one_label_is_an_error_not_a_perfect_score(faces, tmp_path: Path) -> Non
                                      str(tmp_path / "o"), "--epochs", "1", "--quiet"])
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert result.exit_code == 1 and len(errors) == 1 and "only one label" in errors[0]
+
+
+def test_label_without_training_images_is_an_error(faces, tmp_path: Path) -> None:
+    root, _, _ = faces
+    ds = FolderDataset(root, labels=["happy", "sad", "angry"], val_fraction=0.25)
+    train, val = ds.load("train"), ds.load("val")
+    assert train.class_counts().tolist()[2] == 0
+    with pytest.raises(TrainingError, match="no training images for angry"):
+        _trainer(tmp_path / "run").fit(train, val)
+    result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "cli"),
+                                     "--labels", "happy,angry,sad", "--epochs", "1", "--quiet"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == 1 and "angry" in errors[0]
+
+
+def test_unwritable_out_and_bad_option_values_are_one_line_errors(faces,
+                                                                  tmp_path: Path) -> None:
+    root, train, val = faces
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot create the output directory"):
+        _trainer(tmp_path / "afile" / "run").fit(train, val)
+    for command, message in [
+        (["train", str(root), "--out", str(tmp_path / "afile" / "m"), "--epochs", "1"],
+         "cannot create the output directory"),
+        (["train", str(root), "--out", str(tmp_path / "o"), "--epochs", "1",
+          "--arch-option", 'widths="oops"'], "cannot be built with options {'widths': 'oops'}"),
+        (["evaluate", str(root), "--out", str(tmp_path / "afile" / "report")],
+         "cannot write the report there"),
+    ]:
+        result = _runner().invoke(main, [*command, "--quiet"] if command[0] == "train"
+                                  else command)
+        errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+        assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], \
+            result.output
+        assert "Traceback" not in result.output
 
 
 def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:

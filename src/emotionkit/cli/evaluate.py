@@ -64,8 +64,12 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     else:
         click.echo(report.to_text())
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        report.save_confusion_png(out_dir / "confusion_matrix.png")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+            report.save_confusion_png(out_dir / "confusion_matrix.png")
+        except OSError as exc:
+            fail(f"{out_dir}: cannot write the report there ({exc.strerror or exc}); choose "
+                 "another --out")
         click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}",
                    err=True)

@@ -87,7 +87,7 @@ def _read(path: Path) -> tuple[list[str], list[_Track]]:
                 track.probs.append([float(row[k]) for k in labels])
     except OSError as exc:
         fail(f"{path}: cannot read ({exc.strerror})")
-    except (ValueError, KeyError, csv.Error) as exc:
+    except (ValueError, KeyError, TypeError, csv.Error) as exc:  # TypeError: a cut-off row
         fail(f"{path}: malformed results csv ({exc})")
     if not tracks:
         fail(f"{path}: holds no face rows")
@@ -129,5 +129,7 @@ def _plot(tracks: list[_Track], labels: list[str], out: Path) -> None:
         fig.savefig(out, dpi=100)
     except OSError as exc:
         fail(f"{out}: cannot write the plot ({exc.strerror})")
+    except ValueError as exc:  # matplotlib: a file type it cannot write
+        fail(f"{out}: cannot write the plot ({exc}); use a .png file name")
     finally:
         plt.close(fig)

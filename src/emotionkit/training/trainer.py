@@ -278,6 +278,12 @@ class Trainer:
                 f"{train.name}: only one label ({', '.join(train.labels)}); a classifier needs "
                 "two or more to choose between"
             )
+        empty = [label for label, n in zip(train.labels, train.class_counts()) if n == 0]
+        if empty and len(train):
+            raise TrainingError(
+                f"{train.name}: no training images for {', '.join(empty)}; add some, or train "
+                "on the other labels only (labels=... / --labels)"
+            )
         expected = (*self.architecture.input_size, self.architecture.channels)
         for data in (train, val):
             if len(data) == 0:
@@ -330,8 +336,11 @@ class Trainer:
                 f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
                 "continue it or choose another output directory"
             )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(exist_ok=True)
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainingError(f"{self.out_dir}: cannot create the output directory "
+                                f"({exc.strerror or exc}); choose another --out") from exc
         if not has_run:
             if self.resume:
                 log.info("%s: no checkpoint to resume; starting a new run", self.out_dir)
@@ -444,7 +453,16 @@ class Trainer:
 
     def _network(self, input_shape: tuple[int, ...], num_classes: int) -> Any:
         """A new network of this run's architecture and ``--arch-option`` values."""
-        return self.architecture.builder(input_shape, num_classes, **self.args["arch_options"])
+        options = self.args["arch_options"]
+        try:
+            return self.architecture.builder(input_shape, num_classes, **options)
+        except (TypeError, ValueError) as exc:  # e.g. widths="oops"
+            given = {k: v for k, v in options.items()
+                     if v != _resolve_options(self.architecture, {})[k]}
+            raise TrainingError(
+                f"architecture {self.args['arch']!r} cannot be built with options {given} "
+                f"({type(exc).__name__}: {exc}); check the --arch-option values"
+            ) from exc
 
     def _save_model(self, model: Any, path: Path) -> None:
         """Save the inference ``model`` to ``path``; a mixed-precision run saves a float32
