@@ -64,6 +64,23 @@ def test_16_bit_gray_png_keeps_its_tones(tmp_path: Path, astronaut_bgr: np.ndarr
     assert np.abs(load_image(pil_f)[:, :, 0].astype(int) - gray).max() <= 1
 
 
+def test_decompression_bomb_is_one_clear_error(tmp_path: Path, astronaut_bgr) -> None:
+    """A PNG that declares 20000x20000 pixels (400 megapixels) is refused before decoding."""
+    import struct
+    import zlib
+
+    _, buf = cv2.imencode(".png", astronaut_bgr[:8, :8])
+    data = bytearray(buf.tobytes())
+    ihdr = data[12:29]  # b"IHDR" + width, height, depth, colour, compression, filter, interlace
+    ihdr[4:12] = struct.pack(">II", 20000, 20000)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match=r"bomb.png: too large to decode safely .*downscale"):
+        load_image(path)
+
+
 def test_float_array_in_unit_range(astronaut_bgr: np.ndarray) -> None:
     img = load_image(astronaut_bgr.astype(np.float32) / 255.0)
     assert np.abs(img.astype(int) - astronaut_bgr.astype(int)).max() <= 1

@@ -9,6 +9,7 @@ into that form.
 from __future__ import annotations
 
 import io as _stdio
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -128,9 +129,16 @@ def _decode_bytes(data: bytes, what: str) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(_stdio.BytesIO(data)) as pil:
-            pil.load()
-            return _pil_to_bgr(ImageOps.exif_transpose(pil))
+        with warnings.catch_warnings():  # large photos (90-180 megapixels) load quietly
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(_stdio.BytesIO(data)) as pil:
+                pil.load()
+                return _pil_to_bgr(ImageOps.exif_transpose(pil))
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(
+            f"{what}: too large to decode safely ({exc.args[0].split(',')[0]}); downscale it "
+            "first"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         pass
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
