@@ -32,7 +32,9 @@ def load_image(source: ImageInput) -> np.ndarray:
 
     Accepted inputs:
 
-    * ``str`` / ``pathlib.Path``: an image file; EXIF orientation is honoured.
+    * ``str`` / ``pathlib.Path``: an image file; EXIF orientation is honoured; 16-bit
+      files keep their top 8 bits; files above Pillow's decompression-bomb limit (about
+      179 megapixels) are refused.
     * ``bytes`` / ``bytearray``: an encoded image file (JPEG, PNG, ...).
     * ``numpy.ndarray``: ``(H, W)`` grayscale, ``(H, W, 1)``, ``(H, W, 3)`` **BGR** or
       ``(H, W, 4)`` BGRA (alpha dropped); ``uint8``, or float in ``[0, 1]``.
