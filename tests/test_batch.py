@@ -98,11 +98,13 @@ def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: P
     assert "3 of 7 images already in" in resumed.stderr
     assert _jsonl(out) == records
 
-    # Everything recorded: nothing to do, exit 0, file unchanged.
+    # Everything recorded: only the failed image is tried again (and fails again); its
+    # record moves to the end, one record per image.
     again = run_cli("detect", str(photo_dir), "-c", model, "--detector", "haar",
                     "--format", "jsonl", "-o", str(out), "--resume", "-q")
-    assert again.returncode == 0, again.stderr
-    assert _jsonl(out) == records
+    assert again.returncode == 1, again.stderr
+    assert "1 image(s) that failed" in again.stderr and "6 of 7 images already" in again.stderr
+    assert _jsonl(out) == [r for r in records if r is not broken] + [broken]
 
 
 def test_cli_workers_match_in_process(photo_dir: Path, tmp_path: Path,

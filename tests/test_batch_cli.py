@@ -54,3 +54,52 @@ def test_annotate_must_be_a_directory_for_images(tmp_path: Path, astronaut_bgr: 
     res = run_cli("detect", str(image), "-c", str(brightness_model_dir), "--annotate",
                   str(image))
     assert res.returncode == 2 and "names a directory" in res.stderr
+
+
+def test_very_wide_image_does_not_end_the_batch(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                                brightness_model_dir: Path) -> None:
+    """MediaPipe used to abort the process (a worker: BrokenProcessPool) on a side of
+    32767 px or more."""
+    root = tmp_path / "wide"
+    root.mkdir()
+    cv2.imwrite(str(root / "a_face.png"), astronaut_bgr)
+    cv2.imwrite(str(root / "b_strip.png"), np.full((1, 200_000, 3), 90, np.uint8))
+    cv2.imwrite(str(root / "c_face.png"), astronaut_bgr)
+    res = run_cli("detect", str(root), "-c", str(brightness_model_dir), "--format", "json",
+                  "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert [len(r["faces"]) for r in json.loads(res.stdout)] == [1, 0, 1]
+
+
+def test_broken_symlink_in_a_directory_is_reported(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                                   brightness_model_dir: Path) -> None:
+    root = tmp_path / "links"
+    root.mkdir()
+    cv2.imwrite(str(root / "face.png"), astronaut_bgr)
+    (root / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    res = run_cli("detect", str(root), "-c", str(brightness_model_dir), "--format", "json")
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"error: {root / 'gone.jpg'}: no such file; check the path"
+    results = {Path(r["path"]).name: r for r in json.loads(res.stdout)}
+    assert len(results["face.png"]["faces"]) == 1 and results["gone.jpg"]["error"]
+
+
+def test_resume_retries_the_images_that_failed(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                               brightness_model_dir: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    cv2.imwrite(str(root / "good.png"), astronaut_bgr)
+    (root / "later.jpg").write_bytes(b"not yet downloaded")
+    out = tmp_path / "r.jsonl"
+    args = ("detect", str(root), "-c", str(brightness_model_dir), "--format", "jsonl",
+            "-o", str(out))
+    assert run_cli(*args).returncode == 1
+    again = run_cli(*args, "--resume")  # still broken: tried again, still an error
+    assert again.returncode == 1 and "1 image(s) that failed" in again.stderr
+    cv2.imwrite(str(root / "later.jpg"), astronaut_bgr)  # fixed: the next resume succeeds
+    res = run_cli(*args, "--resume")
+    assert res.returncode == 0, res.stderr
+    assert "resume: 1 of 2 images already in" in res.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["good.png", "later.jpg"]
+    assert [(r["error"], len(r["faces"])) for r in records] == [(None, 1), (None, 1)]

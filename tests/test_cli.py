@@ -138,3 +138,64 @@ def test_version() -> None:
     import emotionkit
 
     assert run("--version", check=True).stdout.strip().endswith(emotionkit.__version__)
+
+
+def test_annotate_directory_that_cannot_be_created(photos: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("a regular file")
+    res = run("detect", str(photos / "astronaut.jpg"), "--annotate", str(afile / "sub"))
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == (f"error: --annotate {afile / 'sub'}: cannot create the directory "
+                          "(Not a directory); choose another directory\n")
+
+
+def test_annotate_goes_on_past_images_it_cannot_write(
+    astronaut_bgr: np.ndarray, brightness_model_dir: Path, tmp_path: Path
+) -> None:
+    """One failed copy is reported and the batch goes on; a type OpenCV cannot write
+    (.jfif) becomes .png; the same name from two folders gets a -1 suffix."""
+    d1, d2, out = tmp_path / "d1", tmp_path / "d2", tmp_path / "ann"
+    for folder in (d1 / "blocked", d2, out):
+        folder.mkdir(parents=True)
+    for image in (d1 / "blocked" / "y.png", d1 / "x.jpg", d2 / "x.jpg"):
+        cv2.imwrite(str(image), astronaut_bgr)
+    (d1 / "z.jfif").write_bytes(cv2.imencode(".jpg", astronaut_bgr)[1].tobytes())
+    (out / "blocked").write_text("a file where the sub-folder should go")
+    res = run("detect", str(d1), str(d2), "-c", str(brightness_model_dir), "--format", "json",
+              "--annotate", str(out))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    results = json.loads(res.stdout)  # the list is closed
+    assert [Path(r["path"]).name for r in results] == ["y.png", "x.jpg", "z.jfif", "x.jpg"]
+    assert all(len(r["faces"]) == 1 for r in results)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "y.png: cannot write its annotated copy" in errors[0]
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert written == ["blocked", "x-1.jpg", "x.jpg", "z.png"]
+    assert f"{d2 / 'x.jpg'}: annotated copy written as {out / 'x-1.jpg'}" in res.stderr
+    assert cv2.imread(str(out / "z.png")).shape == astronaut_bgr.shape
+
+
+def test_annotate_never_overwrites_an_input(astronaut_bgr: np.ndarray,
+                                            brightness_model_dir: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), astronaut_bgr)
+    before = photo.read_bytes()
+    res = run("detect", str(tmp_path), "-c", str(brightness_model_dir), "--annotate",
+              str(tmp_path))
+    assert res.returncode == 1
+    assert res.stderr.strip() == (f"error: {photo}: its annotated copy would overwrite it; "
+                                  "choose an --annotate directory outside the inputs")
+    assert photo.read_bytes() == before
+
+
+def test_output_that_is_an_input_is_refused(photos: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes((photos / "astronaut.jpg").read_bytes())
+    before = victim.read_bytes()
+    for inputs, output in (([victim], victim), ([tmp_path], victim),
+                           ([photos / "astronaut.jpg", victim], tmp_path / "." / "victim.jpg")):
+        res = run("detect", *map(str, inputs), "-o", str(output))
+        assert res.returncode == 2 and res.stdout == ""
+        assert res.stderr == (f"error: --output {output}: is one of the inputs, writing it "
+                              "would destroy it; choose another file\n")
+        assert victim.read_bytes() == before

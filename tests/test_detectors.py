@@ -90,3 +90,23 @@ def test_bad_model_files_give_clear_errors(tmp_path) -> None:
         create_detector("haar", cascade_path=bogus)
     with pytest.raises(ModelLoadError, match="not found"):
         create_detector("mediapipe", model_path=tmp_path / "missing.tflite")
+
+
+def test_mediapipe_finds_a_face_in_an_image_wider_than_it_can_take() -> None:
+    """MediaPipe aborts the process on a side >= 32767 px: such an image is detected on a
+    downscaled copy, and the box and keypoints come back in the original's pixels."""
+    import cv2
+    from skimage import data
+
+    head = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[40:220, 140:310]
+    k = 11000 / head.shape[0]  # the head fills the height of an 11000 x 33000 canvas
+    canvas = np.full((11000, 33000), 90, np.uint8)
+    x0 = 20000
+    canvas[:, x0:x0 + round(head.shape[1] * k)] = cv2.resize(
+        head, (round(head.shape[1] * k), 11000))
+    (det,) = create_detector("mediapipe").detect(canvas)
+    x, y, w, h = ASTRONAUT_FACE
+    expected = (round(x0 + (x - 140) * k), round((y - 40) * k), round(w * k), round(h * k))
+    assert iou(det.box, expected) > 0.6
+    assert x0 < det.landmarks["right_eye"][0] < det.landmarks["left_eye"][0] < x0 + 170 * k
+    assert create_detector("mediapipe").detect(np.full((1, 200_000, 3), 90, np.uint8)) == []

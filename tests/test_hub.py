@@ -432,3 +432,18 @@ def test_train_push_and_load_elsewhere_end_to_end(
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "remote.npy"), local, atol=1e-5)
+
+
+def test_unreachable_hub_is_one_error_without_retry_warnings(
+    hub_env: FakeHub, no_backoff, caplog: pytest.LogCaptureFixture
+) -> None:
+    """huggingface_hub logs a warning per retry (``Retrying in 1s [Retry 1/5]``, shown on
+    stderr): only our one error is left."""
+    import logging
+
+    hub_env.stop()  # no network: nothing listens at HF_ENDPOINT
+    level = logging.getLogger("huggingface_hub").level
+    with pytest.raises(ModelLoadError, match="cannot download from http://127.0.0.1"):
+        hub.download_model("hf://me/fer7")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("huggingface_hub")] == []
+    assert logging.getLogger("huggingface_hub").level == level

@@ -67,10 +67,10 @@ def rec(brightness_model_dir: Path):
     return EmotionRecognizer(classifier=brightness_model_dir)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
     return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
-                          text=True, env=env)
+                          text=True, env=env, cwd=cwd)
 
 
 # --- tracking ------------------------------------------------------------------------------
@@ -209,6 +209,36 @@ def test_cli_video_errors_are_one_line(face_video: Path, brightness_model_dir: P
     res = run_cli("detect", str(face_video), str(face_video.with_suffix(".jpg")), "-c",
                   str(brightness_model_dir))
     assert res.returncode == 2 and "cannot mix videos and images" in res.stderr
+
+
+def test_cli_annotated_video_path_errors(face_video: Path, brightness_model_dir: Path,
+                                         tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("a regular file")
+    res = run_cli("detect", str(face_video), "-c", str(brightness_model_dir), "--annotate",
+                  str(afile / "out.mp4"))
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == (f"error: {afile / 'out.mp4'}: cannot create its folder {afile} "
+                          "(File exists); choose another output path\n")
+    before = face_video.read_bytes()
+    res = run_cli("detect", str(face_video), "--annotate", str(face_video))
+    assert res.returncode == 2 and "is one of the inputs" in res.stderr
+    assert face_video.read_bytes() == before
+
+
+def test_an_existing_file_named_like_a_camera_index_is_a_file(
+    astronaut_bgr: np.ndarray, brightness_model_dir: Path, tmp_path: Path
+) -> None:
+    from emotionkit.video import is_video_source
+
+    cv2.imwrite(str(tmp_path / "2024.png"), astronaut_bgr)
+    (tmp_path / "2024.png").rename(tmp_path / "2024")
+    res = run_cli("detect", "2024", "-c", str(brightness_model_dir), "--format", "json",
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (result,) = json.loads(res.stdout)
+    assert result["path"] == "2024" and len(result["faces"]) == 1
+    assert is_video_source("2025")  # no such file: still a camera index
 
 
 def test_ctrl_c_keeps_rows_written_so_far(astronaut_bgr: np.ndarray, brightness_model_dir: Path,

@@ -22,8 +22,10 @@ Model files are always loaded with Keras ``safe_mode`` on (see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -356,11 +358,12 @@ def _fetch(
     where = f"{source.repo_id}/{filename} (revision {revision or 'main'})"
     endpoint = _endpoint()
     try:
-        path = Path(hf_hub_download(
-            source.repo_id, filename, revision=revision, cache_dir=cache_dir(),
-            endpoint=endpoint, token=token, local_files_only=offline,
-            library_name="emotionkit", library_version=__version__,
-        ))
+        with _hub_warnings_hidden():
+            path = Path(hf_hub_download(
+                source.repo_id, filename, revision=revision, cache_dir=cache_dir(),
+                endpoint=endpoint, token=token, local_files_only=offline,
+                library_name="emotionkit", library_version=__version__,
+            ))
     except LocalEntryNotFoundError as exc:
         if offline:
             raise ModelLoadError(
@@ -394,6 +397,19 @@ def _fetch(
         raise ModelLoadError(f"{where}: download from {endpoint} failed ({_reason(exc)})") from exc
     _verify(path, source.sha256.get(filename), where)
     return path
+
+
+@contextlib.contextmanager
+def _hub_warnings_hidden() -> Iterator[None]:
+    """Raise huggingface_hub's log level to ERROR meanwhile: it warns once per retry
+    (``Retrying in 1s [Retry 1/5].``) where a failed download ends in one error of ours."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _reason(exc: BaseException) -> str:

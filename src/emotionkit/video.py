@@ -67,16 +67,21 @@ class VideoInfo:
 
 
 def is_video_source(source: Any) -> bool:
-    """True for an ``int`` camera index, a digit string like ``"0"``, or a path ending in
-    one of :data:`VIDEO_SUFFIXES`."""
+    """True for an ``int`` camera index, a digit string like ``"0"`` that is not an
+    existing file, or a path ending in one of :data:`VIDEO_SUFFIXES`."""
     if isinstance(source, int):
         return True
     text = str(source)
-    return text.isdigit() or Path(text).suffix.lower() in VIDEO_SUFFIXES
+    return _is_camera(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _is_camera(text: str) -> bool:
+    """A digit string is a camera index unless a file of that name exists."""
+    return text.isdigit() and not Path(text).exists()
 
 
 def _open(source: VideoSource) -> cv2.VideoCapture:
-    if isinstance(source, str) and source.isdigit():
+    if isinstance(source, str) and _is_camera(source):
         source = int(source)
     if isinstance(source, int):
         cap = cv2.VideoCapture(source)
@@ -163,7 +168,8 @@ class AnnotatedVideoWriter:
     """Writes frames with each face's box, ``#id label probability`` drawn, to a video file.
 
     The codec follows the file name: ``.mp4``/``.m4v``/``.mov`` use ``mp4v``, ``.avi`` and
-    ``.mkv`` use Motion JPEG. The writer opens on the first frame (its size sets the video
+    ``.mkv`` use Motion JPEG. The folder is created at once (:class:`VideoError` if it
+    cannot be); the writer opens on the first frame (its size sets the video
     size). Use it as a context manager, or call :meth:`close`: a closed file is playable
     even if the run was interrupted.
 
@@ -178,6 +184,11 @@ class AnnotatedVideoWriter:
         if suffix not in _FOURCC:
             raise VideoError(f"{self.path}: cannot write this video type; use "
                              f"{', '.join(sorted(_FOURCC))}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideoError(f"{self.path}: cannot create its folder {self.path.parent} "
+                             f"({exc.strerror}); choose another output path") from exc
         self.fps = fps if fps > 0 else 25.0
         self._fourcc = _FOURCC[suffix]
         self._writer: cv2.VideoWriter | None = None
@@ -188,7 +199,6 @@ class AnnotatedVideoWriter:
         from .annotate import draw_faces
 
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = frame_bgr.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self._fourcc),
                                            self.fps, (width, height))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,14 +33,16 @@ _CHUNK = 64  # images whose faces are classified together
               help="Write results to this file (streamed as they come) instead of stdout.")
 @click.option("--resume", is_flag=True,
               help="Images, with --output and --format jsonl: skip the images already in the "
-                   "output file and append the others (a run that was stopped goes on).")
+                   "output file and append the others (a run that was stopped goes on); "
+                   "images that failed before are tried again.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images: decode and detect in this many worker processes; faces are still "
                    "classified in batches in the main process. 1 = no worker processes.")
 @click.option("--annotate", "annotate", type=click.Path(path_type=Path),
               help="Images: write a copy of each image with boxes and labels into this "
-                   "directory. A video: write the annotated video to this file "
-                   "(.mp4, .m4v, .mov, .avi, .mkv).")
+                   "directory (as .png where OpenCV cannot write the input's type; a name "
+                   "taken earlier in the run gets a -1, -2... suffix). A video: write the "
+                   "annotated video to this file (.mp4, .m4v, .mov, .avi, .mkv).")
 @click.option("--every-n", type=click.IntRange(min=1), default=1, show_default=True,
               help="Videos: process every n-th frame only.")
 @click.option("--smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
@@ -57,7 +60,8 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
 
     Large collections: --output FILE streams the results to FILE, --workers N decodes and
     detects in N processes, and with --format jsonl, --resume skips the images already in
-    FILE (one record per image, zero-face and failed images included).
+    FILE (one record per image, zero-face and failed images included; failed images are
+    tried again).
 
     Videos (.mp4, .avi, .mov, .mkv, .webm, .m4v, or a camera index such as 0) give one row
     per face per processed frame, with the frame number, time in seconds and a face id that
@@ -88,6 +92,11 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
         fail("--resume works for images with --format jsonl (one record per image)", 2)
     if workers > 1 and all(videos):
         fail("--workers applies to images; a video is read in one process", 2)
+    for option, target in (("--output", output),
+                           ("--annotate", annotate if all(videos) else None)):
+        if target is not None and _is_input(target, inputs):
+            fail(f"{option} {target}: is one of the inputs, writing it would destroy it; "
+                 "choose another file", 2)
     pool = workers > 1 and not all(videos)
     if pool:  # the registry's own check: the detector module is imported in the workers
         from ..registry import _detectors
@@ -96,6 +105,12 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     # with a worker pool the workers detect; this process only classifies
     rec = run_or_fail(EmotionRecognizer, detector="none" if pool else detector,
                       classifier=classifier, exit_code=2)
+    if not all(videos) and annotate is not None:
+        try:
+            annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"--annotate {annotate}: cannot create the directory ({exc.strerror}); "
+                 "choose another directory", 2)
     done: set[str] = set()
     if resume and output is not None and output.exists():
         done = _recorded_paths(output)
@@ -139,6 +154,7 @@ def _detect_images(rec: Any, inputs: tuple[Path, ...], writer: _Writer, problems
                    err=True)
     if not items:
         return
+    annotator = None if annotate_dir is None else _Annotator(annotate_dir)
     results = iter_detect_paths(
         [path for path, _ in items],
         detector=rec.detector if workers == 1 else detector,
@@ -155,31 +171,48 @@ def _detect_images(rec: Any, inputs: tuple[Path, ...], writer: _Writer, problems
                 writer.error(path, result.error)
                 continue
             writer.faces(path, result.faces)
-            if annotate_dir is not None:
-                _write_annotated(annotate_dir, path, root, result.image, result.faces)
+            error = None if annotator is None else annotator.write(path, root, result.image,
+                                                                    result.faces)
+            if error is not None:
+                problems.append(error)
+                report(error)
 
 
 def _recorded_paths(output: Path) -> set[str]:
-    """The ``path`` of every whole JSON line in ``output``. A last line cut short (a run
-    that was killed while writing) is removed from the file so that appending goes on
-    from a whole line."""
-    data = output.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with open(output, "r+b") as f:
-            f.truncate(keep)
-        data = data[:keep]
+    """The ``path`` of every record in ``output`` without an error: the images done.
+
+    The file is rewritten without the failed records (those images are tried again and
+    get a new record) and without a last line cut short (a run killed while writing), so
+    that appending goes on from whole lines and each image has one record."""
+    lines = output.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    cut = bool(lines) and not lines[-1].endswith("\n")
+    if cut:
         click.echo(f"resume: {output}: dropped a cut-off last line", err=True)
-    paths: set[str] = set()
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    done: set[str] = set()
+    kept: list[str] = []
+    retried = 0
+    for number, line in enumerate(lines[:-1] if cut else lines, 1):
         if not line.strip():
             continue
         try:
-            paths.add(str(json.loads(line)["path"]))
-        except (ValueError, KeyError, TypeError):
+            record = json.loads(line)
+            path, failed = str(record["path"]), record.get("error") is not None
+        except (ValueError, KeyError, TypeError, AttributeError):
             fail(f"--resume: {output} line {number} is not an emotionkit jsonl record; "
                  "resume only the jsonl file of an earlier run", 2)
-    return paths
+        if failed:
+            retried += 1
+        else:
+            done.add(path)
+            kept.append(line)
+    if len(kept) < len(lines):
+        if retried:
+            click.echo(f"resume: {retried} image(s) that failed in {output} are tried again",
+                       err=True)
+        partial = output.with_name(output.name + ".resume-tmp")
+        partial.write_text("".join(kept), encoding="utf-8")
+        os.replace(partial, output)
+    return done
 
 
 def _detect_video(rec: Any, source: str, writer: _Writer, problems: list[str], *,
@@ -218,7 +251,9 @@ def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Pat
     A directory without image files is reported and added to ``problems``."""
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            # a broken link is listed too: it is reported like any unreadable image
+            files = sorted(p for p in item.rglob("*") if not p.name.startswith(".")
+                           and (p.is_file() or (p.is_symlink() and not p.exists())))
             images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             skipped = len(files) - len(images)
             if skipped:
@@ -233,19 +268,69 @@ def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Pat
             yield item, None
 
 
-def _write_annotated(out_dir: Path, path: Path, root: Path | None, image: Any,
-                     faces: list[Any]) -> None:
-    import cv2
+def _is_input(target: Path, inputs: tuple[Path, ...]) -> bool:
+    """Whether ``target`` is an existing input: one of ``inputs``, or an image file in an
+    input directory."""
+    if not target.exists():
+        return False
+    for item in inputs:
+        if item.is_dir():
+            if (target.suffix.lower() in IMAGE_SUFFIXES
+                    and target.resolve().is_relative_to(item.resolve())):
+                return True
+        elif item.exists() and target.samefile(item):
+            return True
+    return False
 
-    from ..annotate import draw_faces
 
-    rel = path.relative_to(root) if root is not None else Path(path.name)
-    target = out_dir / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(target), draw_faces(image, faces)):
-        target = target.with_suffix(".png")
-        if not cv2.imwrite(str(target), draw_faces(image, faces)):
-            fail(f"{target}: cannot write annotated image; check the --annotate directory")
+class _Annotator:
+    """Writes the annotated copy of each image into one directory, at the image's path
+    relative to its input directory (or its bare name for an input file).
+
+    A type OpenCV cannot write (``.jfif``) is written as ``.png``; a name already written
+    in this run (``d1/x.jpg`` and ``d2/x.jpg``) gets a ``-1``, ``-2``... suffix, with a
+    note on stderr."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._taken: set[Path] = set()
+
+    def _target(self, path: Path, root: Path | None) -> Path:
+        import cv2
+
+        target = self.out_dir / (path.relative_to(root) if root is not None else path.name)
+        if not cv2.haveImageWriter(str(target)):
+            target = target.with_suffix(".png")
+        first, n = target, 0
+        while target in self._taken:
+            n += 1
+            target = first.with_name(f"{first.stem}-{n}{first.suffix}")
+        self._taken.add(target)
+        if n:
+            click.echo(f"note: {path}: annotated copy written as {target} ({first.name} is "
+                       "taken by another input)", err=True)
+        return target
+
+    def write(self, path: Path, root: Path | None, image: Any, faces: list[Any]) -> str | None:
+        """Write one annotated copy; a one-line message if that failed, else ``None``."""
+        import cv2
+
+        from ..annotate import draw_faces
+
+        target = self._target(path, root)
+        if target.exists() and target.samefile(path):
+            return (f"{path}: its annotated copy would overwrite it; choose an --annotate "
+                    "directory outside the inputs")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if cv2.imwrite(str(target), draw_faces(image, faces)):
+                return None
+            why = "OpenCV could not write it"
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        except cv2.error as exc:
+            why = str(exc).strip().splitlines()[-1]
+        return f"{path}: cannot write its annotated copy {target} ({why}); check --annotate"
 
 
 class _Writer:

@@ -4,6 +4,11 @@ Uses the MediaPipe Tasks API (``mediapipe.tasks.python.vision.FaceDetector``) wi
 bundled ``blazeface_short_range.tflite``: mediapipe >= 0.10.30 ships neither the model
 nor the legacy ``solutions`` API. The short-range model is tuned for faces within about
 2 m of the camera (selfies, webcams, portraits); small faces in wide shots may be missed.
+
+MediaPipe aborts the whole process on an image with a side of 32767 px or more. An image
+whose longer side exceeds :data:`MAX_SIDE` is therefore detected on a copy downscaled to
+fit it; the boxes and keypoints are given in the original image's pixels. The model sees
+a 128x128 input, so this loses nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ __all__ = ["MediaPipeDetector"]
 _DEFAULT_MODEL = "blazeface_short_range.tflite"
 # BlazeFace keypoint order; "right"/"left" are the subject's own sides.
 _KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear", "left_ear")
+MAX_SIDE = 8192
+"""Longest image side (pixels) passed to MediaPipe; larger images are downscaled first."""
 
 
 class MediaPipeDetector:
@@ -62,18 +69,21 @@ class MediaPipeDetector:
         import mediapipe as mp
 
         h, w = image_bgr.shape[:2]
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1]) if image_bgr.ndim == 3 else (
-            np.ascontiguousarray(np.repeat(image_bgr[:, :, None], 3, axis=2))
+        small = _fit(image_bgr, MAX_SIDE)
+        sx, sy = w / small.shape[1], h / small.shape[0]  # small -> original pixels
+        rgb = np.ascontiguousarray(small[:, :, ::-1]) if small.ndim == 3 else (
+            np.ascontiguousarray(np.repeat(small[:, :, None], 3, axis=2))
         )
         result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
         found = []
         for det in result.detections:
             bb = det.bounding_box
-            box = clip_box((bb.origin_x, bb.origin_y, bb.width, bb.height), w, h)
+            box = clip_box((bb.origin_x * sx, bb.origin_y * sy, bb.width * sx, bb.height * sy),
+                           w, h)
             if box[2] <= 0 or box[3] <= 0:
                 continue
             score = float(det.categories[0].score) if det.categories else None
-            landmarks = {
+            landmarks = {  # keypoints are relative to the image size
                 name: (float(kp.x) * w, float(kp.y) * h)
                 for name, kp in zip(_KEYPOINTS, det.keypoints or [])
             }
@@ -93,6 +103,19 @@ class MediaPipeDetector:
 
     def __repr__(self) -> str:
         return f"MediaPipeDetector(min_confidence={self.min_confidence})"
+
+
+def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image``, or a copy downscaled (aspect ratio kept) so that no side exceeds
+    ``max_side`` pixels."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _create_detector(model_path: Path, min_confidence: float, nms: float) -> Any:
@@ -137,7 +160,6 @@ def _track_for_exit(detector: MediaPipeDetector) -> None:
 def _close_open_detectors() -> None:
     for detector in list(_open_detectors):
         detector.close()
-
 
 
 def _close_quietly(detector: Any) -> None:
