@@ -328,3 +328,10 @@ def test_arch_options_are_recorded_in_full_and_checked(tmp_path: Path) -> None:
     assert options["widths"] == [16, 32] and options["convs_per_block"] == 2
     with pytest.raises(TrainingError, match="unknown option"):
         Trainer(tmp_path / "x", arch_options={"width": 3})
+
+
+@pytest.mark.parametrize("option", [{"label_smoothing": 2.0}, {"label_smoothing": -0.1},
+                                    {"weight_decay": -1.0}])
+def test_out_of_range_options_are_refused(option, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"label_smoothing must be in \[0, 1\)"):
+        Trainer(tmp_path / "run", **option)

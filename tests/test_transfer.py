@@ -28,6 +28,7 @@ from emotionkit.training import (
     build_model,
     get_architecture,
 )
+from emotionkit.training import trainer as trainer_module
 from emotionkit.training.applications import base_of, set_trainable_blocks
 from emotionkit.training.trainer import oversample_index
 from test_datasets import _fer_line, face_crops
@@ -313,3 +314,40 @@ def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
         with pytest.raises(TrainingError, match="needs --arch-option batch_norm=true"):
             TransferTrainer(tmp_path / "d", base_weights=source, head_epochs=1,
                             **{**options, "arch_options": SMALL}).fit(train, val)
+
+
+def test_run_killed_in_the_head_phase_resumes_with_the_right_epochs(
+    fer_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    train, val = ds.load("train"), ds.load("val")
+    out = tmp_path / "run"
+    options = {"arch_options": SMALL, "base_weights": "none", "head_epochs": 2, "epochs": 4,
+               "batch_size": 16, "learning_rate": 1e-4, "progress": False, "patience": 0}
+    original = trainer_module._RunState.on_epoch_begin
+
+    def crash_in_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        TransferTrainer(out, **options).fit(train, val)
+    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", original)
+    metrics = TransferTrainer(out, resume=True, **options).fit(train, val)
+    history = metrics["history"]
+    # epoch 2 (head), then epochs 3-4 (phase 2): four rows, no epoch run twice
+    assert metrics["epochs_run"] == 4 and len(history["loss"]) == 4
+    assert history["learning_rate"][2] > history["learning_rate"][3]  # phase 2's own decay
+
+
+def test_head_phase_does_not_use_up_phase_two_patience(fer_csv: Path, tmp_path: Path) -> None:
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    train, val = ds.load("train"), ds.load("val")
+    # learning rates too small to change any prediction: no epoch after the first gains
+    metrics = TransferTrainer(
+        tmp_path / "run", arch_options=SMALL, base_weights="none", head_epochs=3, epochs=8,
+        head_learning_rate=1e-12, learning_rate=1e-12, patience=2, batch_size=16,
+        progress=False).fit(train, val)
+    assert metrics["stopped_early"] and metrics["epochs_run"] == 5  # 3 head + 2 patience

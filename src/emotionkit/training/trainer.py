@@ -190,6 +190,8 @@ class Trainer:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
         if not 0.0 <= teacher_weight <= 1.0 or teacher_temperature <= 0:
             raise TrainingError("teacher_weight must be in [0, 1] and teacher_temperature > 0")
+        if not 0.0 <= label_smoothing < 1.0 or weight_decay < 0:
+            raise TrainingError("label_smoothing must be in [0, 1) and weight_decay >= 0")
         if precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}")
         teachers = [str(teacher)] if isinstance(teacher, (str, Path)) else [
@@ -367,6 +369,10 @@ class Trainer:
                 f"cannot resume {self.out_dir}: options differ from the run's "
                 f"({', '.join(changed) or 'labels'})"
             )
+        for key in sorted(set(self.args) - set(self.resume_must_match)):
+            if key in old_args and old_args[key] != self.args[key]:
+                log.info("%s: resuming with %s %s (the run so far used %s)", self.out_dir,
+                         key, self.args[key], old_args[key])
         config.write(self.out_dir)
         state = self._read_state()
         # The weights backup is written after state.json: drop epochs it does not have.
@@ -518,6 +524,9 @@ class Trainer:
             _RunState(self, model, state, len(index), early_stopping),
             keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
         ]
+        # BackupAndRestore sets _initial_epoch when it restores a backup, and Keras's fit
+        # prefers it to initial_epoch: clear one left by an earlier phase of this run
+        train_model._initial_epoch = None
         train_model.fit(
             pixels_to_input(train.pixels[index], config), y,
             sample_weight=weights[targets].astype(np.float32),

@@ -176,6 +176,8 @@ class TransferTrainer(Trainer):
                 train_model.load_weights(self.checkpoint_dir / "latest.weights.h5")
         if state["epoch"] >= args["epochs"] or state.get("stopped_early"):
             return
+        if head and state["epoch"] == head:
+            state["wait"] = 0  # early stopping counts phase 2's epochs only
         set_trainable_blocks(base, args["arch_options"]["trainable_blocks"])
         log.info("%s: base blocks training: %d", "phase 2" if head else "training",
                  args["arch_options"]["trainable_blocks"])
