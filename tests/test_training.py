@@ -335,3 +335,40 @@ def test_arch_options_are_recorded_in_full_and_checked(tmp_path: Path) -> None:
 def test_out_of_range_options_are_refused(option, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"label_smoothing must be in \[0, 1\)"):
         Trainer(tmp_path / "run", **option)
+
+
+def test_model_file_matches_the_best_epoch_after_a_kill_before_the_backup(
+    faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after epoch 3 (a new best) saved the model and state but before its weights
+    backup: the resume drops epoch 3, and model.keras must be the kept best epoch's."""
+    _, train, val = faces
+    out = tmp_path / "run"
+    weights: dict[int, list[np.ndarray]] = {}
+    run_state_end = trainer_module._RunState.on_epoch_end
+    backup_end = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def record(self, epoch, logs=None):
+        weights[epoch + 1] = [w.copy() for w in self.inner.get_weights()]
+        if epoch == 2:  # epoch 3 is the best so far
+            logs = {**(logs or {}), "val_accuracy": 2.0}
+        run_state_end(self, epoch, logs)
+
+    def killed_at_third(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill before the backup")
+        backup_end(self, epoch, logs)
+
+    monkeypatch.setattr(trainer_module._RunState, "on_epoch_end", record)
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", killed_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(out, epochs=3).fit(train, val)
+    monkeypatch.undo()
+    assert _trainer(out).epochs_done == 2
+    metrics = _trainer(out, epochs=2, resume=True).fit(train, val)
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] in (1, 2)
+    saved = load_classifier(out).model.get_weights()
+    for kept, now in zip(weights[metrics["best_epoch"]], saved):
+        np.testing.assert_allclose(now, kept, rtol=1e-6, atol=1e-7)
+    assert list((out / "checkpoint").glob("best-*.keras")) == [
+        out / "checkpoint" / f"best-{metrics['best_epoch']}.keras"]

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,6 +63,7 @@ _CHECKPOINT_DIR = "checkpoint"
 _STATE_FILE = "state.json"
 _SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept for resume
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+_BEST_FILE = "best-{epoch}.keras"  # checkpoint copy of the best epoch's model
 _MONITOR = "val_accuracy"
 _RESUME_MUST_MATCH: tuple[str, ...] = (
     "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment",
@@ -347,6 +349,7 @@ class Trainer:
             if self.resume:
                 log.info("%s: no checkpoint to resume; starting a new run", self.out_dir)
             (self.checkpoint_dir / _SOFT_LABELS).unlink(missing_ok=True)
+            self._drop_best_files(keep=())
             config.write(self.out_dir)
             self._write_state(fresh)
             return fresh
@@ -380,6 +383,8 @@ class Trainer:
         if state["epoch"] > saved:
             state = _truncate_state(state, saved)
             self._write_state(state)
+        self._publish_best(state["best_epoch"])  # model.keras may be a dropped epoch's
+        self._drop_best_files(keep=(state["best_epoch"],))
         if state.get("stopped_early") and self.args["epochs"] > int(old_args.get("epochs", 0)):
             # more epochs than the run was started with: continue past the early stop
             log.info("%s: stopped early at epoch %d; continuing to %d epochs with the "
@@ -395,6 +400,30 @@ class Trainer:
         """Epochs covered by the weights backups under ``directory`` (0 if none)."""
         return max((int(json.loads(meta.read_text())["epoch"])
                     for meta in directory.rglob(_BACKUP_META)), default=0)
+
+    def _save_best(self, model: Any, epoch: int, previous: int) -> None:
+        """Save ``model`` as the checkpoint's copy of best epoch ``epoch``; the copy of the
+        ``previous`` best stays until the next one (a resume that drops ``epoch`` because
+        its weights backup is missing goes back to it)."""
+        path = self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)
+        tmp = path.with_name(f".{path.name}.tmp.keras")
+        self._save_model(model, tmp)
+        os.replace(tmp, path)
+        self._drop_best_files(keep=(epoch, previous))
+
+    def _publish_best(self, epoch: int) -> None:
+        """Make ``model.keras`` the checkpoint's copy of best epoch ``epoch`` (if kept)."""
+        best = self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)
+        if best.is_file():
+            tmp = self.out_dir / f".{MODEL_FILE}.tmp.keras"
+            shutil.copyfile(best, tmp)
+            os.replace(tmp, self.out_dir / MODEL_FILE)
+
+    def _drop_best_files(self, keep: Sequence[int]) -> None:
+        names = {_BEST_FILE.format(epoch=e) for e in keep}
+        for path in self.checkpoint_dir.glob(_BEST_FILE.format(epoch="*")):
+            if path.name not in names:
+                path.unlink(missing_ok=True)
 
     def _read_state(self) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((self.checkpoint_dir / _STATE_FILE).read_text())
@@ -691,11 +720,12 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
             state["history"].setdefault(key, []).append(value)
         state["epoch"] = epoch + 1
         score = row.get(_MONITOR)
-        if score is not None and (state["best"] is None or score > state["best"]):
+        improved = score is not None and (state["best"] is None or score > state["best"])
+        if improved:
+            # the copy first, then state.json, then model.keras: a run killed in between
+            # resumes with model.keras matching state.json's best epoch
+            self.trainer._save_best(self.inner, epoch + 1, previous=state["best_epoch"])
             state["best"], state["best_epoch"], state["wait"] = score, epoch + 1, 0
-            tmp = self.trainer.out_dir / f".{MODEL_FILE}.tmp.keras"
-            self.trainer._save_model(self.inner, tmp)
-            os.replace(tmp, self.trainer.out_dir / MODEL_FILE)
         else:
             state["wait"] += 1
         patience = self.trainer.args["patience"]
@@ -704,6 +734,8 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
             self.model.stop_training = True
             log.info("early stop: no %s gain in %d epochs", _MONITOR, patience)
         self.trainer._write_state(state)
+        if improved:
+            self.trainer._publish_best(epoch + 1)
         _write_history_csv(state["history"], self.trainer.out_dir / "history.csv")
         log.info(
             "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (best %.4f @ %d) "
