@@ -32,6 +32,34 @@ def test_bare_file_with_other_output_count_needs_a_config(tmp_path: Path) -> Non
         load_classifier(tmp_path / "m.keras")
 
 
+def test_foreign_config_json_beside_a_bare_file_is_ignored(tmp_path: Path) -> None:
+    small_cnn(7).save(tmp_path / "m.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit", "hidden": 8}))
+    assert load_classifier(tmp_path / "m.keras").labels == FER_LABELS
+
+
+def test_bare_file_with_a_variable_input_size_needs_a_config(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    outputs = keras.layers.Dense(7, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "fcn.keras")
+    with pytest.raises(ModelLoadError, match=r"no fixed height, width and channels"):
+        load_classifier(tmp_path / "fcn.keras")
+
+
+def test_crops_of_any_dtype_classify_like_uint8(brightness_model_dir: Path,
+                                               astronaut_bgr: np.ndarray) -> None:
+    clf = load_classifier(brightness_model_dir)
+    face = astronaut_bgr[82:178, 177:273]
+    expected = clf.predict([face])
+    for crop in (face.astype(np.float32) / 255, face.astype(np.float64) / 255,
+                 face.astype(np.uint16) * 257):
+        np.testing.assert_allclose(clf.predict([crop]), expected, atol=0.02)
+
+
 def test_probabilities_rows_sum_to_one_for_any_crop_size(fer7_model_dir: Path,
                                                           astronaut_bgr: np.ndarray) -> None:
     clf = load_classifier(fer7_model_dir)

@@ -447,3 +447,33 @@ def test_unreachable_hub_is_one_error_without_retry_warnings(
         hub.download_model("hf://me/fer7")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("huggingface_hub")] == []
     assert logging.getLogger("huggingface_hub").level == level
+
+
+def test_quieted_hub_log_level_is_restored_after_overlapping_downloads() -> None:
+    """Download A starts, B starts, A ends, B ends: the level is the caller's again."""
+    import logging
+    import threading
+
+    from emotionkit.hub import _hub_warnings_hidden
+
+    logger = logging.getLogger("huggingface_hub")
+    before = logger.level
+    logger.setLevel(logging.WARNING)
+    a_inside, a_may_leave = threading.Event(), threading.Event()
+
+    def download_a() -> None:
+        with _hub_warnings_hidden():
+            a_inside.set()
+            a_may_leave.wait(10)
+
+    try:
+        a = threading.Thread(target=download_a)
+        a.start()
+        assert a_inside.wait(10)
+        with _hub_warnings_hidden():  # download B
+            a_may_leave.set()
+            a.join(10)
+            assert logger.level == logging.ERROR  # B still quiet after A left
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(before)

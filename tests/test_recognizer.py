@@ -103,6 +103,21 @@ def test_plugin_instances_are_accepted(brightness_model_dir, astronaut_bgr) -> N
     assert len(rec.detect(astronaut_bgr)) == 1
 
 
+def test_incomplete_classifier_objects_and_bad_batch_size_are_refused(
+    brightness_model_dir,
+) -> None:
+    class LabelsAndPredictOnly:
+        labels = ("a", "b")
+
+        def predict(self, faces):
+            return np.full((len(faces), 2), 0.5)
+
+    with pytest.raises(TypeError, match="lacks input_size, crop_margin"):
+        EmotionRecognizer(detector="none", classifier=LabelsAndPredictOnly())
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        EmotionRecognizer(detector="none", classifier=brightness_model_dir, batch_size=0)
+
+
 def test_unknown_names_are_clear_errors(brightness_model_dir) -> None:
     with pytest.raises(UnknownPluginError, match="unknown detector 'nope'; available: haar"):
         EmotionRecognizer(detector="nope", classifier=brightness_model_dir)

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -399,17 +400,35 @@ def _fetch(
     return path
 
 
-@contextlib.contextmanager
-def _hub_warnings_hidden() -> Iterator[None]:
-    """Raise huggingface_hub's log level to ERROR meanwhile: it warns once per retry
-    (``Retrying in 1s [Retry 1/5].``) where a failed download ends in one error of ours."""
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+class _QuietHubLog:
+    """``with _hub_warnings_hidden():`` raises huggingface_hub's log level to ERROR
+    meanwhile: it warns once per retry (``Retrying in 1s [Retry 1/5].``) where a failed
+    download ends in one error of ours. Overlapping downloads (threads) share it: the
+    first raises the level, the last one out restores it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._level = logging.NOTSET
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        logger = logging.getLogger("huggingface_hub")
+        with self._lock:
+            if self._users == 0:
+                self._level = logger.level
+                logger.setLevel(logging.ERROR)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    logger.setLevel(self._level)
+
+
+_hub_warnings_hidden = _QuietHubLog()
 
 
 def _reason(exc: BaseException) -> str:

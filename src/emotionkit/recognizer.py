@@ -49,6 +49,8 @@ class EmotionRecognizer:
         margin: float | None = None,
         batch_size: int = 256,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.classifier = resolve_classifier(classifier)
         self.detector = resolve_detector(detector)
         self.margin = margin
@@ -159,8 +161,9 @@ def resolve_detector(detector: str | Any) -> Any:
 
 def resolve_classifier(classifier: str | Path | Any) -> Any:
     """A classifier from a registered name, a model file or directory path, an
-    ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels`` and
-    ``predict()`` -- the rules of ``EmotionRecognizer(classifier=...)``."""
+    ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels``,
+    ``input_size``, ``crop_margin`` and ``predict()`` -- the rules of
+    ``EmotionRecognizer(classifier=...)``."""
     if isinstance(classifier, str) and classifier.startswith("hf://"):
         from .hub import load_hub_classifier
 
@@ -179,8 +182,14 @@ def resolve_classifier(classifier: str | Path | Any) -> Any:
         )
     if isinstance(classifier, str):
         return _classifiers.create(classifier)
-    if not callable(getattr(classifier, "predict", None)) or not hasattr(classifier, "labels"):
+    missing = [name for name in ("labels", "input_size", "crop_margin")
+               if not hasattr(classifier, name)]
+    if not callable(getattr(classifier, "predict", None)):
+        missing.append("predict()")
+    if missing:
         raise TypeError(
-            f"classifier must be a name, a path, or have labels and predict(), got {classifier!r}"
+            "classifier must be a name, a path, or an object with labels, input_size, "
+            f"crop_margin and predict() (see docs/plugins.md); {classifier!r} lacks "
+            f"{', '.join(missing)}"
         )
     return classifier

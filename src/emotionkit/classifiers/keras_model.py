@@ -5,6 +5,7 @@ Keras is imported here and only here (lazily), so ``import emotionkit`` stays fa
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -105,10 +106,7 @@ def load_classifier(path: str | Path, batch_size: int = 256) -> KerasClassifier:
         model_path = path / config.model_file
     elif path.is_file():
         model_path = path
-        sidecar = path.parent / CONFIG_NAME
-        config_or_none = ModelConfig.read(sidecar) if sidecar.is_file() else None
-        if config_or_none is not None and config_or_none.model_file != path.name:
-            config_or_none = None
+        config_or_none = _sidecar_config(path)
         model = _load_keras_model(model_path)
         config = config_or_none or _infer_config(model, model_path)
         _check_shapes(model, config, model_path)
@@ -145,8 +143,29 @@ def _load_keras_model(model_path: Path) -> Any:
         raise ModelLoadError(f"{model_path}: not a loadable Keras model ({reason})") from exc
 
 
+def _sidecar_config(model_path: Path) -> ModelConfig | None:
+    """The ``config.json`` beside ``model_path`` if it is an emotionkit config naming that
+    file; another program's ``config.json`` (a JSON object without ``labels``) is ignored."""
+    sidecar = model_path.parent / CONFIG_NAME
+    if not sidecar.is_file():
+        return None
+    try:
+        foreign = "labels" not in json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        foreign = False  # unreadable: ModelConfig.read says why
+    if foreign:
+        return None
+    config = ModelConfig.read(sidecar)
+    return config if config.model_file == model_path.name else None
+
+
 def _infer_config(model: Any, model_path: Path) -> ModelConfig:
     shape = tuple(model.input_shape)
+    if len(shape) != 4 or None in shape[1:]:
+        raise ModelLoadError(
+            f"{model_path}: model input {shape} has no fixed height, width and channels; add "
+            f"a {CONFIG_NAME} beside it with input_size and channels (see docs/models.md)"
+        )
     out = int(model.output_shape[-1])
     if out != len(FER_LABELS):
         raise ModelLoadError(

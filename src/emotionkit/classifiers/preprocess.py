@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..errors import ImageLoadError
+from ..io import _to_uint8
 from .config import ModelConfig
 
 __all__ = ["faces_to_pixels", "pixels_to_input"]
@@ -19,7 +20,10 @@ def faces_to_pixels(
     channels: int,
     color_order: str = "rgb",
 ) -> np.ndarray:
-    """Resize BGR (or grayscale) ``uint8`` crops to ``(N, H, W, channels)`` ``uint8``.
+    """Resize BGR (or grayscale) crops to ``(N, H, W, channels)`` ``uint8``.
+
+    Crops of another dtype are converted like :func:`emotionkit.load_image` converts
+    arrays (float in ``[0, 1]`` scaled to 0..255, 16-bit to its top 8 bits).
 
     ``input_size`` is ``(height, width)``. One channel: grayscale; three: ``color_order``.
     """
@@ -31,6 +35,8 @@ def faces_to_pixels(
     for i, face in enumerate(faces):
         if face.size == 0 or face.ndim not in (2, 3):
             raise ImageLoadError(f"face crop {i} is empty or has shape {face.shape}")
+        if face.dtype != np.uint8:  # float 0..1 (or 0..255), 16-bit ... as load_image does
+            face = _to_uint8(face)
         if face.ndim == 3 and face.shape[2] == 4:
             face = cv2.cvtColor(face, cv2.COLOR_BGRA2BGR)
         interp = cv2.INTER_AREA if face.shape[0] > h or face.shape[1] > w else cv2.INTER_LINEAR
