@@ -216,6 +216,20 @@ def test_tampered_file_of_unpinned_repo_fails_against_hub_etag(hub_env: FakeHub,
         hub.download_model("hf://me/fer7")
 
 
+def test_cache_without_symlinks_warns_that_hf_files_are_unchecked(
+    hub_env: FakeHub, fer7_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows without developer mode: huggingface_hub copies files instead of linking
+    them to hash-named blobs, so an unpinned file's hash is unknown: a warning says so."""
+    import huggingface_hub.file_download as hf_download
+
+    monkeypatch.setattr(hf_download, "are_symlinks_supported", lambda *args: False)
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    with pytest.warns(UserWarning, match="not checked against the hub's hash"):
+        directory = hub.download_model("hf://me/fer7")
+    assert not (directory / "model.keras").is_symlink()
+
+
 def test_changed_cached_file_is_detected(hub_env: FakeHub, fer7_model_dir: Path) -> None:
     hub_env.commit("me/fer7", _files(fer7_model_dir))
     directory = hub.download_model("hf://me/fer7")
@@ -477,3 +491,23 @@ def test_quieted_hub_log_level_is_restored_after_overlapping_downloads() -> None
         assert logger.level == logging.WARNING
     finally:
         logger.setLevel(before)
+
+
+def test_hub_registration_never_replaces_a_name_silently() -> None:
+    from emotionkit.registry import _classifiers, list_classifiers, register_classifier
+
+    model = hub.HubModel(name="test-taken", repo_id="me/taken", labels=("a", "b"))
+    register_classifier("test-taken", lambda: "the user's own")
+    try:
+        with pytest.raises(ValueError, match="already a registered hub model or classifier"):
+            hub.register_hub_model(model)
+        assert _classifiers.create("test-taken") == "the user's own"
+        with pytest.raises(ValueError, match="built in"):
+            hub.register_hub_model(hub.HubModel(name="fer-cnn", repo_id="x/y", labels=("a",)),
+                                   overwrite=True)
+        with pytest.raises(ValueError, match="built in"):
+            hub.unregister_hub_model("fer-cnn")
+        assert "fer-cnn" in [m.name for m in hub.list_hub_models()]
+        assert "fer-cnn" in list_classifiers()
+    finally:
+        _classifiers.unregister("test-taken")

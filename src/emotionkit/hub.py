@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -141,6 +142,7 @@ _HUB_MODELS: dict[str, HubModel] = {
         ),
     )
 }
+_BUILTIN_HUB_MODELS = frozenset(_HUB_MODELS)
 
 
 @dataclass(frozen=True)
@@ -164,19 +166,29 @@ def register_hub_model(model: HubModel, *, overwrite: bool = False) -> None:
 
     The name then works everywhere a classifier name does
     (``EmotionRecognizer(classifier=model.name)``, ``--classifier``, ``emotionkit models``).
+    A name already taken by a hub model or any classifier needs ``overwrite=True``.
     """
-    from .registry import register_classifier
+    from .registry import _classifiers, register_classifier
 
-    if not overwrite and model.name in _HUB_MODELS:
-        raise ValueError(f"hub model {model.name!r} is already registered; pass overwrite=True")
+    if model.name in _BUILTIN_HUB_MODELS:
+        raise ValueError(f"hub model {model.name!r} is built in; choose another name")
+    if not overwrite and (model.name in _HUB_MODELS or model.name in _classifiers):
+        raise ValueError(f"{model.name!r} is already a registered hub model or classifier; "
+                         "pass overwrite=True to replace it")
     _HUB_MODELS[model.name] = model
     register_classifier(model.name, partial(load_hub_classifier, model.name), overwrite=True)
 
 
 def unregister_hub_model(name: str) -> None:
-    """Remove a model registered with :func:`register_hub_model` (no-op if unknown)."""
+    """Remove a model registered with :func:`register_hub_model` (no-op if unknown).
+
+    Raises:
+        ValueError: ``name`` is a built-in hub model (``fer-cnn``, ``vgg19-3emo``).
+    """
     from .registry import _classifiers
 
+    if name in _BUILTIN_HUB_MODELS:
+        raise ValueError(f"hub model {name!r} is built in and cannot be unregistered")
     if _HUB_MODELS.pop(name, None) is not None:
         _classifiers.unregister(name)
 
@@ -449,6 +461,9 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
         elif _COMMIT_RE.fullmatch(blob.name):
             expected, kind, data_hash = blob.name, "git blob sha1", _hash_file(blob, "git")
         else:  # no hash known (cache without symlinks): nothing to compare against
+            warnings.warn(f"{where}: not checked against the hub's hash (this cache has no "
+                          "symbolic links, so the hash is not kept); pin files by sha256 "
+                          "(a registered HubModel) to have them checked", stacklevel=3)
             return
     if data_hash == expected:
         return
