@@ -271,3 +271,53 @@ def test_detect_help_lists_every_writable_video_type() -> None:
     listed = re.search(r"\(((?:\.\w+(?:, )?)+)\)", option.help or "")
     assert listed is not None, option.help
     assert listed.group(1).split(", ") == list(_FOURCC)
+
+
+def _write_vfr_video(path: Path, frames: list[np.ndarray], times: list[float]) -> Path:
+    """A variable-frame-rate MPEG-4 .mkv (PyAV): frame i is shown at ``times[i]`` s, as
+    phone and browser recordings do (the header's frame count is then an estimate)."""
+    from fractions import Fraction
+
+    av = pytest.importorskip("av", reason="PyAV writes the variable-rate test video")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for frame, t in zip(frames, times):
+            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            picture.pts, picture.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_variable_frame_rate_video_keeps_its_times(
+    rec, tmp_path: Path, astronaut_bgr: np.ndarray, brightness_model_dir: Path
+) -> None:
+    from emotionkit.video import video_info
+
+    times = [0.0, 0.1, 0.2, 0.3, 1.3, 1.4, 1.5, 3.5, 3.6, 3.7]
+    video = _write_vfr_video(tmp_path / "vfr.mkv", _frames(astronaut_bgr, 10), times)
+    assert video_info(video).frame_count > len(times)  # the header's estimate
+    frames = list(rec.detect_video(video))  # all 10 frames, no "truncated" error
+    assert [f.time for f in frames] == pytest.approx(times, abs=0.002)
+    res = run_cli("detect", str(video), "-c", str(brightness_model_dir), "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [float(r["time"]) for r in rows] == pytest.approx(times, abs=0.002)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 512, 512), (470, 200, 40, 40)])
+def test_annotation_label_stays_inside_the_image(box: tuple[int, int, int, int]) -> None:
+    """A face as tall as the image (the ``none`` detector) or at the right edge: the whole
+    label text is drawn inside the image (as many text pixels as for a face mid-image)."""
+    from emotionkit.annotate import draw_faces
+
+    def text_pixels(where: tuple[int, int, int, int]) -> int:
+        face = Face(box=where, score=None, emotions={"happy": 0.87, "sad": 0.13})
+        out = draw_faces(np.zeros((512, 512, 3), np.uint8), [face])
+        return int(np.all(out == 255, axis=2).sum())  # white text on a black canvas
+
+    assert text_pixels(box) >= text_pixels((200, 200, 40, 40)) > 50

@@ -25,8 +25,12 @@ def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         cv2.rectangle(out, (x, y), (x + w, y + h), _BOX_BGR, thickness)
         text = f"{face.top_emotion} {face.emotions[face.top_emotion]:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        # above the box, else below it, else (a box as tall as the image) inside it; moved
+        # left where it would run off the right edge
         ty = y - base - 2 if y - th - base - 2 >= 0 else y + h + th + 2
-        cv2.rectangle(out, (x, ty - th - 2), (x + tw + 2, ty + base), _BOX_BGR, cv2.FILLED)
-        cv2.putText(out, text, (x + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, _TEXT_BGR,
+        ty = max(th + 2, min(ty, out.shape[0] - base - 1))
+        tx = max(0, min(x, out.shape[1] - tw - 3))
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), _BOX_BGR, cv2.FILLED)
+        cv2.putText(out, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, _TEXT_BGR,
                     thickness, cv2.LINE_AA)
     return out

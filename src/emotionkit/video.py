@@ -7,6 +7,7 @@ from the start of the video; boxes are ``(x, y, w, h)`` pixels.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,16 +119,21 @@ def video_info(source: VideoSource) -> VideoInfo:
 def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(index, time in seconds, BGR frame)`` for every ``every_n``-th frame of a video.
 
-    Skipped frames are grabbed but not decoded. Raises :class:`VideoError` when the video
-    cannot be opened, or -- after yielding the frames it could read -- when a file stops
-    decoding before the frame count in its header.
+    The time of a file's frame is its timestamp in the file (for a constant frame rate,
+    ``index / fps``; variable-rate files, e.g. phone or browser recordings, keep their
+    real times); a camera's is the time since reading started. Skipped frames are grabbed
+    but not decoded. Raises :class:`VideoError` when the video cannot be opened, or --
+    after yielding the frames it could read -- when a file stops decoding well before the
+    end its header gives.
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
     cap = _open(source)
+    camera = isinstance(source, int) or (isinstance(source, str) and _is_camera(source))
+    start = time.monotonic()
     try:
         info = _info(cap, source)
-        index = 0
+        index, last = 0, 0.0
         while True:
             if index % every_n:
                 ok, frame = cap.grab(), None
@@ -135,10 +141,11 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
                 ok, frame = cap.read()
             if not ok:
                 break
+            last = time.monotonic() - start if camera else _frame_time(cap, index, info.fps)
             if frame is not None:
-                yield index, _frame_time(cap, index, info.fps), frame
+                yield index, last, frame
             index += 1
-        if info.frame_count and index < info.frame_count:
+        if not camera and _stopped_early(index, last, info):
             raise VideoError(f"{source}: decoding stopped after {index} of {info.frame_count} "
                              "frames (file truncated or corrupt)")
     finally:
@@ -146,9 +153,23 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
 
 
 def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
-    if fps > 0:
-        return index / fps
-    return float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+    """The timestamp of the frame just read (seconds), else ``index / fps``."""
+    msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    if msec > 0 or index == 0 or fps <= 0:
+        return max(msec, 0.0) / 1000.0
+    return index / fps
+
+
+def _stopped_early(frames: int, last_time: float, info: VideoInfo) -> bool:
+    """Whether a file ended well before its header's length. The header's frame count is
+    an estimate for variable-rate files (duration x nominal fps), so a file that decoded
+    fewer frames still counts as whole if its last frame is within two frame intervals
+    of the header's duration."""
+    if not info.frame_count or frames >= info.frame_count:
+        return False
+    if info.fps <= 0:
+        return True
+    return last_time < (info.frame_count - 2) / info.fps
 
 
 def detect_video(recognizer: EmotionRecognizer, source: VideoSource, *, every_n: int = 1,
@@ -159,9 +180,9 @@ def detect_video(recognizer: EmotionRecognizer, source: VideoSource, *, every_n:
     See :meth:`emotionkit.EmotionRecognizer.detect_video` for the arguments.
     """
     tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing)
-    for index, time, frame in read_frames(source, every_n):
+    for index, seconds, frame in read_frames(source, every_n):
         faces = recognizer.detect_batch([frame])[0]
-        yield VideoFrame(index, time, tracker.update(faces), frame)
+        yield VideoFrame(index, seconds, tracker.update(faces), frame)
 
 
 class AnnotatedVideoWriter:
