@@ -428,8 +428,10 @@ def test_train_push_and_load_elsewhere_end_to_end(
     assert trained.exit_code == 0, trained.output
     pushed = _runner().invoke(cli, ["models", "push", str(out), "--repo-id", "me/faces"])
     assert pushed.exit_code == 0, pushed.output
-    assert {"model.keras", "config.json", "metrics.json", "README.md"} <= set(
-        hub_env.repos["me/faces"].commits[hub_env.repos["me/faces"].refs["main"]])
+    uploaded = set(hub_env.repos["me/faces"].commits[hub_env.repos["me/faces"].refs["main"]])
+    assert {"model.keras", "config.json", "metrics.json", "README.md"} <= uploaded
+    assert not any(name.startswith("checkpoint/") for name in uploaded)  # resume-only files
+    assert f"pushed {len(uploaded)} files to me/faces" in pushed.output
 
     crops = face_crops(3, 7)
     np.savez(tmp_path / "crops.npz", *crops)

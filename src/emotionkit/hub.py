@@ -590,10 +590,13 @@ def _flatten(data: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
 
 
 def _files_to_push(directory: Path) -> list[Path]:
-    """The directory's files, without hidden files and folders (checkpoints, caches)."""
+    """The directory's files, without hidden files and folders (caches) and without the
+    training checkpoint (``checkpoint/``: weights backup, optimizer state, a copy of the
+    model), which only ``emotionkit train --resume`` reads."""
     return sorted(
         p for p in directory.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        if p.is_file() and not any(part.startswith(".") or (i == 0 and part == "checkpoint")
+                                   for i, part in enumerate(p.relative_to(directory).parts))
     )
 
 
@@ -609,8 +612,8 @@ def push_model(
     """Upload a trained model directory to the hub as one commit on ``main``.
 
     The repository is created if needed (``private`` applies only then). Every file of
-    ``directory`` is uploaded (hidden ones excepted) plus a generated ``README.md`` model
-    card unless the directory has its own.
+    ``directory`` is uploaded (hidden ones and the training ``checkpoint/`` excepted) plus
+    a generated ``README.md`` model card unless the directory has its own.
 
     Args:
         directory: a model directory as written by ``emotionkit train``.

@@ -112,9 +112,9 @@ def _train_command(args: argparse.Namespace, out: Path, epochs: int, lr: float,
             "--precision", args.precision, "--resume", *options]
 
 
-def _soft_teacher(path: Path, weight: float) -> list[str]:
-    return [] if weight == 0 else ["--teacher", str(path), "--teacher-weight", str(weight),
-                                   "--teacher-temperature", "1"]
+def _soft_teacher(path: Path | None, weight: float) -> list[str]:
+    return [] if weight == 0 or path is None else [
+        "--teacher", str(path), "--teacher-weight", str(weight), "--teacher-temperature", "1"]
 
 
 def _spawn(command: list[str], log: Path) -> subprocess.Popen:
@@ -139,9 +139,23 @@ def _wait(procs: list[subprocess.Popen], deadline: float) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    """All three phases; ``WORK/DONE`` is written at the end whatever happened (with the
+    error, if one stopped the run), so that the export call never waits in vain."""
     start = time.time()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    status = "ok"
+    try:
+        _phases(args, work, start)
+    except BaseException as exc:
+        status = f"failed: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        (work / "DONE").write_text(f"{(time.time() - start) / 60:.1f} min, {status}\n")
+        print(f"done after {(time.time() - start) / 60:.1f} min, {status}", flush=True)
+
+
+def _phases(args: argparse.Namespace, work: Path, start: float) -> None:
     me = [sys.executable, __file__]
     common = ["--work", args.work, "--csv", args.csv, "--folds", str(args.folds),
               "--seed", str(args.seed), "--teacher-epochs", str(args.teacher_epochs),
@@ -156,23 +170,29 @@ def run(args: argparse.Namespace) -> None:
                                            "--base-weights", "none"), work / "vgg7.log"))
     _wait(procs, start + 60 * args.teacher_minutes)
     print(f"teachers ended after {(time.time() - start) / 60:.1f} min", flush=True)
-    soft = label(args)
-    students = [
-        _spawn(_train_command(args, work / f"student-w{weight}", args.student_epochs, args.lr,
-                              "--arch", "fer-cnn", "--seed", "0", "--patience", "0",
-                              *_soft_teacher(soft, weight)), work / f"student-w{weight}.log")
-        for weight in args.student_weight]
-    if args.vgg_epochs and (vgg7 / "model.keras").is_file():
-        students += [
-            _spawn(_train_command(args, work / f"vgg3-w{weight}", args.vgg3_epochs, args.vgg3_lr,
-                                  *VGG_OPTIONS, "--labels", ",".join(THREE), "--base-weights",
-                                  str(vgg7 / "model.keras"),
-                                  *_soft_teacher(work / "cross-fitted-3emo.npz", weight)),
-                   work / f"vgg3-w{weight}.log")
-            for weight in args.vgg3_weight]
-    _wait(students, start + 60 * args.total_minutes)
-    (work / "DONE").write_text(f"{(time.time() - start) / 60:.1f} min\n")
-    print(f"done after {(time.time() - start) / 60:.1f} min", flush=True)
+    try:
+        soft: Path | None = label(args)
+    except (Exception, SystemExit) as exc:  # no soft labels: the plain-label runs still go
+        print(f"labels failed ({exc}); only runs with weight 0 start", flush=True)
+        soft = None
+    runs: list[tuple[str, list[str]]] = [
+        (f"student-w{weight}",
+         _train_command(args, work / f"student-w{weight}", args.student_epochs, args.lr,
+                        "--arch", "fer-cnn", "--seed", "0", "--patience", "0",
+                        *_soft_teacher(soft, weight)))
+        for weight in args.student_weight if soft is not None or weight == 0]
+    if args.vgg_epochs and not (vgg7 / "model.keras").is_file():
+        print("vgg7 has no model.keras (no epoch finished): no vgg3 runs", flush=True)
+    elif args.vgg_epochs:
+        runs += [
+            (f"vgg3-w{weight}",
+             _train_command(args, work / f"vgg3-w{weight}", args.vgg3_epochs, args.vgg3_lr,
+                            *VGG_OPTIONS, "--labels", ",".join(THREE), "--base-weights",
+                            str(vgg7 / "model.keras"),
+                            *_soft_teacher(work / "cross-fitted-3emo.npz", weight)))
+            for weight in args.vgg3_weight if soft is not None or weight == 0]
+    _wait([_spawn(command, work / f"{name}.log") for name, command in runs],
+          start + 60 * args.total_minutes)
 
 
 def main() -> None:

@@ -4,11 +4,12 @@
     python tools/gpu/fp16.py widen WORK/vgg3-best.npz WORK   # here: RUN/model.keras again
 
 A VGG19-BN model file is about 80 MB of float32 weights, more than one device call brings
-back (64 MiB). ``shrink`` picks the ``vgg3-*`` run whose ``metrics.json`` has the highest
-validation (``PublicTest``) accuracy and stores its weights as float16 (about 40 MB);
-``widen`` rebuilds that run's network from its ``config.json`` (architecture and
-``arch_options``, as the Trainer built it), loads the weights widened to float32 and saves
-``RUN/model.keras``, so the run directory loads like any other. Rounding to float16 changes
+back (64 MiB). ``shrink`` picks the ``vgg3-*`` run with the highest validation
+(``PublicTest``) accuracy (``metrics.json``, or the checkpoint's best score for a run a
+deadline stopped) and stores its weights as float16 (about 40 MB); ``widen`` rebuilds
+that run's network from its ``config.json`` (architecture and ``arch_options``, as the
+Trainer built it), loads the weights widened to float32 and saves ``RUN/model.keras``, so
+the run directory loads like any other. Rounding to float16 changes
 the weights by at most 2**-11 of their size; score the widened model with ``emotionkit
 evaluate`` before using its figures.
 """
@@ -23,8 +24,17 @@ import numpy as np
 
 
 def _val_accuracy(run: Path) -> float:
-    metrics = run / "metrics.json"
-    return float(json.loads(metrics.read_text())["val"]["accuracy"]) if metrics.is_file() else -1
+    """The run's best validation accuracy: from ``metrics.json``, or for a run stopped at
+    a deadline (no ``metrics.json`` yet) the best score in its checkpoint's state; -1 if
+    it has no model file."""
+    metrics, state = run / "metrics.json", run / "checkpoint" / "state.json"
+    if not (run / "model.keras").is_file():
+        return -1
+    if metrics.is_file():
+        return float(json.loads(metrics.read_text())["val"]["accuracy"])
+    if state.is_file():
+        return float(json.loads(state.read_text()).get("best") or -1)
+    return -1
 
 
 def shrink(work: Path) -> Path | None:
