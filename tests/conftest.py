@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,23 @@ def brightness_model_dir(
                   metrics=["accuracy"])
     model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     return save_model_dir(tmp_path_factory.mktemp("bright"), model, ("bright", "dark"))
+
+
+@contextlib.contextmanager
+def killed_at_epoch(epoch: int) -> Iterator[None]:
+    """Inside: a training run is killed (``KeyboardInterrupt``) as epoch ``epoch``
+    (1-based) begins, after the earlier epochs' checkpoints were written."""
+    from emotionkit.training import trainer as trainer_module
+
+    original = trainer_module._RunState.on_epoch_begin
+
+    def kill(self, index, logs=None):
+        if index + 1 == epoch:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, index, logs)
+
+    trainer_module._RunState.on_epoch_begin = kill
+    try:
+        yield
+    finally:
+        trainer_module._RunState.on_epoch_begin = original

@@ -180,12 +180,23 @@ def test_annotate_never_overwrites_an_input(astronaut_bgr: np.ndarray,
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), astronaut_bgr)
     before = photo.read_bytes()
-    res = run("detect", str(tmp_path), "-c", str(brightness_model_dir), "--annotate",
-              str(tmp_path))
-    assert res.returncode == 1
-    assert res.stderr.strip() == (f"error: {photo}: its annotated copy would overwrite it; "
-                                  "choose an --annotate directory outside the inputs")
-    assert photo.read_bytes() == before
+    for annotate in (tmp_path, tmp_path / "annotated"):  # the input folder, or inside it
+        res = run("detect", str(tmp_path), "-c", str(brightness_model_dir), "--annotate",
+                  str(annotate))
+        assert res.returncode == 2 and res.stdout == ""
+        assert res.stderr.strip() == (
+            f"error: --annotate {annotate}: is inside the input directory {tmp_path}, where "
+            "its copies would overwrite or join the inputs; choose a directory outside the "
+            "inputs")
+    # input files: the copy of x.jfif (written as .png) must not replace the input x.png
+    other = tmp_path / "x.jfif"
+    cv2.imwrite(str(tmp_path / "x.jpg"), astronaut_bgr)
+    (tmp_path / "x.jpg").rename(other)
+    res = run("detect", str(other), str(photo), "-c", str(brightness_model_dir),
+              "--annotate", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert photo.read_bytes() == before and (tmp_path / "photo-1.png").is_file()
+    assert (tmp_path / "x.png").is_file()
 
 
 def test_output_that_is_an_input_is_refused(photos: Path, tmp_path: Path) -> None:
@@ -199,3 +210,16 @@ def test_output_that_is_an_input_is_refused(photos: Path, tmp_path: Path) -> Non
         assert res.stderr == (f"error: --output {output}: is one of the inputs, writing it "
                               "would destroy it; choose another file\n")
         assert victim.read_bytes() == before
+
+
+def test_annotated_copy_of_a_pgm_is_written_as_png(astronaut_bgr: np.ndarray,
+                                                   brightness_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """OpenCV has a .pgm writer, but not for the colour drawing: the copy falls back to .png."""
+    photos = tmp_path / "in"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "gray.pgm"), cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY))
+    res = run("detect", str(photos), "-c", str(brightness_model_dir), "--annotate",
+              str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert cv2.imread(str(tmp_path / "out" / "gray.png")).shape == (512, 512, 3)

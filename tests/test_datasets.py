@@ -287,6 +287,10 @@ def test_ferplus_soft_labels_follow_the_loaded_rows(tmp_path: Path) -> None:
     (tmp_path / "long.csv").write_text(ferplus.read_text() + "Training,y.png,0,1,0,0,0,0,0,0,0,0\n")
     with pytest.raises(DatasetError, match="has 29 rows but .* has 28; .*row-aligned"):
         ds.ferplus_soft_labels("Training", tmp_path / "long.csv")
+    with pytest.raises(DatasetError, match="has 29 rows but .* has 28"):  # limit not reached
+        Fer2013Csv(path, limit=1000).ferplus_soft_labels("Training", tmp_path / "long.csv")
+    short_read = Fer2013Csv(path, limit=10)  # limit reached: a longer FER+ file is expected
+    assert len(short_read.ferplus_soft_labels("Training", ferplus)) == 8
     with pytest.raises(DatasetError, match="without ferplus"):
         Fer2013Csv(path, ferplus=ferplus).ferplus_soft_labels("Training", ferplus)
 

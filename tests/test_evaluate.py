@@ -156,3 +156,14 @@ def test_cli_evaluate_defaults_to_the_last_split_with_rows(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["n"] == 4 and "[PublicTest]" in report["name"]
+
+
+def test_cli_evaluate_labels_by_synonym_or_case(tmp_path: Path) -> None:
+    from test_datasets import write_face_folders
+
+    root = write_face_folders(tmp_path / "faces", n=4)
+    result = _runner().invoke(main, ["evaluate", str(root), "--labels", "Sadness,HAPPY",
+                                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["labels"] == ["sad", "happy"] and report["n"] == 8

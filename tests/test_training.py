@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import FER_CSV, needs_shared
+from conftest import FER_CSV, killed_at_epoch, needs_shared
 from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
 from emotionkit.cli import main
@@ -88,26 +88,15 @@ def test_fit_writes_a_loadable_model_dir(faces, tmp_path: Path) -> None:
     assert clf.labels == rec.labels
 
 
-def test_resume_after_crash_continues_at_next_epoch(
-    faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_after_crash_continues_at_next_epoch(faces, tmp_path: Path) -> None:
     _, train, val = faces
     out = tmp_path / "run"
-    original = trainer_module._RunState.on_epoch_begin
-
-    def crash_at_third_epoch(self, epoch, logs=None):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated kill")
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", crash_at_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(3), pytest.raises(KeyboardInterrupt):
         _trainer(out, epochs=4).fit(train, val)
     before = json.loads((out / "checkpoint" / "state.json").read_text())
     assert before["epoch"] == 2
     assert _trainer(out).epochs_done == 2 and _trainer(tmp_path / "none").epochs_done == 0
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", original)
 
     with pytest.raises(TrainingError, match="already holds a training run"):
         _trainer(out, epochs=4).fit(train, val)

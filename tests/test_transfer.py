@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import emotionkit
+from conftest import killed_at_epoch
 from emotionkit import EmotionRecognizer
 from emotionkit.classifiers import ModelConfig, load_classifier
 from emotionkit.classifiers.preprocess import faces_to_pixels
@@ -28,7 +29,6 @@ from emotionkit.training import (
     build_model,
     get_architecture,
 )
-from emotionkit.training import trainer as trainer_module
 from emotionkit.training.applications import base_of, set_trainable_blocks
 from emotionkit.training.trainer import oversample_index
 from test_datasets import _fer_line, face_crops
@@ -317,24 +317,15 @@ def test_batch_norm_option_makes_a_vgg_bn_that_loads_plain_weights(
 
 
 def test_run_killed_in_the_head_phase_resumes_with_the_right_epochs(
-    fer_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fer_csv: Path, tmp_path: Path
 ) -> None:
     ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
     train, val = ds.load("train"), ds.load("val")
     out = tmp_path / "run"
     options = {"arch_options": SMALL, "base_weights": "none", "head_epochs": 2, "epochs": 4,
                "batch_size": 16, "learning_rate": 1e-4, "progress": False, "patience": 0}
-    original = trainer_module._RunState.on_epoch_begin
-
-    def crash_in_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt("simulated kill")
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(2), pytest.raises(KeyboardInterrupt):
         TransferTrainer(out, **options).fit(train, val)
-    monkeypatch.setattr(trainer_module._RunState, "on_epoch_begin", original)
     metrics = TransferTrainer(out, resume=True, **options).fit(train, val)
     history = metrics["history"]
     # epoch 2 (head), then epochs 3-4 (phase 2): four rows, no epoch run twice

@@ -106,6 +106,12 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     rec = run_or_fail(EmotionRecognizer, detector="none" if pool else detector,
                       classifier=classifier, exit_code=2)
     if not all(videos) and annotate is not None:
+        inside = next((item for item in inputs if item.is_dir() and
+                       annotate.resolve().is_relative_to(item.resolve())), None)
+        if inside is not None:
+            fail(f"--annotate {annotate}: is inside the input directory {inside}, where its "
+                 "copies would overwrite or join the inputs; choose a directory outside the "
+                 "inputs", 2)
         try:
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -154,7 +160,7 @@ def _detect_images(rec: Any, inputs: tuple[Path, ...], writer: _Writer, problems
                    err=True)
     if not items:
         return
-    annotator = None if annotate_dir is None else _Annotator(annotate_dir)
+    annotator = None if annotate_dir is None else _Annotator(annotate_dir, inputs)
     results = iter_detect_paths(
         [path for path, _ in items],
         detector=rec.detector if workers == 1 else detector,
@@ -287,22 +293,21 @@ class _Annotator:
     """Writes the annotated copy of each image into one directory, at the image's path
     relative to its input directory (or its bare name for an input file).
 
-    A type OpenCV cannot write (``.jfif``) is written as ``.png``; a name already written
-    in this run (``d1/x.jpg`` and ``d2/x.jpg``) gets a ``-1``, ``-2``... suffix, with a
-    note on stderr."""
+    A copy OpenCV cannot write under the input's type (``.jfif``, or ``.pgm`` for a colour
+    drawing) is written as ``.png``; a name already written in this run (``d1/x.jpg`` and
+    ``d2/x.jpg``) gets a ``-1``, ``-2``... suffix, with a note on stderr; a copy never
+    replaces an input file."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, inputs: tuple[Path, ...]) -> None:
         self.out_dir = out_dir
+        self._inputs = {item.resolve() for item in inputs if item.is_file()}
         self._taken: set[Path] = set()
 
-    def _target(self, path: Path, root: Path | None) -> Path:
-        import cv2
-
+    def _target(self, path: Path, root: Path | None, suffix: str | None = None) -> Path:
         target = self.out_dir / (path.relative_to(root) if root is not None else path.name)
-        if not cv2.haveImageWriter(str(target)):
-            target = target.with_suffix(".png")
-        first, n = target, 0
-        while target in self._taken:
+        first = target if suffix is None else target.with_suffix(suffix)
+        target, n = first, 0
+        while target in self._taken or target.resolve() in self._inputs:
             n += 1
             target = first.with_name(f"{first.stem}-{n}{first.suffix}")
         self._taken.add(target)
@@ -313,24 +318,30 @@ class _Annotator:
 
     def write(self, path: Path, root: Path | None, image: Any, faces: list[Any]) -> str | None:
         """Write one annotated copy; a one-line message if that failed, else ``None``."""
-        import cv2
-
         from ..annotate import draw_faces
 
+        drawn = draw_faces(image, faces)
         target = self._target(path, root)
-        if target.exists() and target.samefile(path):
-            return (f"{path}: its annotated copy would overwrite it; choose an --annotate "
-                    "directory outside the inputs")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if cv2.imwrite(str(target), draw_faces(image, faces)):
-                return None
-            why = "OpenCV could not write it"
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-        except cv2.error as exc:
-            why = str(exc).strip().splitlines()[-1]
+        why = _write_image(target, drawn)
+        if why is not None and target.suffix.lower() != ".png":
+            target = self._target(path, root, ".png")
+            why = _write_image(target, drawn)
+        if why is None:
+            return None
         return f"{path}: cannot write its annotated copy {target} ({why}); check --annotate"
+
+
+def _write_image(target: Path, image: Any) -> str | None:
+    """Write ``image`` to ``target`` (folders created); why it failed, else ``None``."""
+    import cv2
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return None if cv2.imwrite(str(target), image) else "OpenCV could not write it"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except cv2.error as exc:
+        return str(exc).strip().splitlines()[-1]
 
 
 class _Writer:

@@ -58,7 +58,9 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         split = next((s for s in (dataset.test_split, dataset.val_split, dataset.train_split)
                       if s in available), dataset.train_split)
     images = run_or_fail(dataset.load, split)
-    report = run_or_fail(evaluate_classifier, classifier, images, tta=tta, labels=label_list)
+    # the dataset's names for them: canonical (--labels Anger,Happy -> angry, happy)
+    report = run_or_fail(evaluate_classifier, classifier, images, tta=tta,
+                         labels=list(images.labels) if label_list else None)
     if fmt == "json":
         click.echo(report.to_json())
     else:

@@ -397,6 +397,7 @@ class Fer2013Csv(LabelledDataset):
         # per split: faces, label codes, csv data rows (0-based) they came from
         self._rows: dict[str, tuple[list[np.ndarray], list[int], list[int]]] | None = None
         self._n_rows = 0  # csv data rows read by _parse
+        self._limited = False
         self.skipped = 0
 
     @property
@@ -434,8 +435,10 @@ class Fer2013Csv(LabelledDataset):
         }
         votes = _read_ferplus_votes(self.ferplus) if self.ferplus is not None else None
         skipped = n_rows = 0
+        self._limited = False  # whether limit stopped the reading before the end
         for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
             if self.limit is not None and i >= self.limit:
+                self._limited = True
                 break
             n_rows = i + 1
             reason, image, target = self._parse_row(record, votes, i)
@@ -461,8 +464,8 @@ class Fer2013Csv(LabelledDataset):
 
     def _check_aligned(self, ferplus: Path | None, n_votes: int, n_rows: int) -> None:
         """A FER+ file of ``n_votes`` rows must be row-aligned with the ``n_rows`` csv rows
-        read (the whole file; with ``limit``, at least those rows)."""
-        if n_votes != n_rows and (self.limit is None or n_votes < n_rows):
+        read (the whole file; when ``limit`` stopped the reading, at least those rows)."""
+        if n_votes != n_rows and (not self._limited or n_votes < n_rows):
             raise DatasetError(
                 f"{ferplus}: has {n_votes} rows but {self.path} has {n_rows}; "
                 "the FER+ file must be row-aligned with the FER2013 csv"
