@@ -161,15 +161,13 @@ def _is_pil_image(obj: Any) -> bool:
 
 
 def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
-    if pil.mode.startswith("I;16") or pil.mode == "I":  # 16-bit gray (e.g. PNG): top 8 bits
+    if pil.mode.startswith("I;16") or pil.mode in ("I", "F"):  # deep gray, as arrays are
         values = np.asarray(pil)
-        if pil.mode == "I" and values.size and int(values.max()) <= 255:
-            gray = values.astype(np.uint8)  # 8-bit values stored in 32-bit integers
-        else:
-            gray = (np.clip(values, 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    if pil.mode == "F":
-        return cv2.cvtColor(_to_uint8(np.asarray(pil, dtype=np.float32)), cv2.COLOR_GRAY2BGR)
+        sixteen_bit = pil.mode.startswith("I;16") or (
+            pil.mode == "I" and values.size > 0 and int(values.max()) > 255)
+        if sixteen_bit:  # native uint16, so that it keeps its top 8 bits; "I" of 0..255: 8-bit
+            values = np.clip(values, 0, 65535).astype(np.uint16)
+        return cv2.cvtColor(_to_uint8(values), cv2.COLOR_GRAY2BGR)
     if pil.mode == "L":
         return cv2.cvtColor(np.asarray(pil), cv2.COLOR_GRAY2BGR)
     rgb = np.asarray(pil.convert("RGB"))

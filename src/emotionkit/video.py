@@ -81,15 +81,21 @@ def _is_camera(text: str) -> bool:
     return text.isdigit() and not Path(text).exists()
 
 
-def _open(source: VideoSource) -> cv2.VideoCapture:
-    if isinstance(source, str) and _is_camera(source):
-        source = int(source)
+def _camera_index(source: VideoSource) -> int | None:
+    """The camera ``source`` names (an ``int``, or a digit string that is not a file)."""
     if isinstance(source, int):
-        cap = cv2.VideoCapture(source)
+        return source
+    return int(source) if isinstance(source, str) and _is_camera(source) else None
+
+
+def _open(source: VideoSource) -> cv2.VideoCapture:
+    camera = _camera_index(source)
+    if camera is not None:
+        cap = cv2.VideoCapture(camera)
         if not cap.isOpened():
-            raise VideoError(f"camera {source}: cannot open it; check the camera index")
+            raise VideoError(f"camera {camera}: cannot open it; check the camera index")
         return cap
-    path = Path(source)
+    path = Path(str(source))  # not a camera: a file path
     if not path.is_file():
         raise VideoError(f"{path}: no such video file; check the path")
     cap = cv2.VideoCapture(str(path))
@@ -100,7 +106,8 @@ def _open(source: VideoSource) -> cv2.VideoCapture:
 
 def _info(cap: cv2.VideoCapture, source: VideoSource) -> VideoInfo:
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    count = 0 if isinstance(source, int) else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    count = 0 if _camera_index(source) is not None else max(
+        0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     return VideoInfo(fps if fps > 0 else 0.0, count, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                      int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
@@ -129,7 +136,7 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
     cap = _open(source)
-    camera = isinstance(source, int) or (isinstance(source, str) and _is_camera(source))
+    camera = _camera_index(source) is not None
     start = time.monotonic()
     try:
         info = _info(cap, source)

@@ -27,9 +27,7 @@ def faces_to_pixels(
 
     ``input_size`` is ``(height, width)``. One channel: grayscale; three: ``color_order``.
     """
-    if channels not in (1, 3) or color_order not in ("rgb", "bgr"):
-        raise ValueError(f"channels must be 1 or 3 and color_order 'rgb' or 'bgr', got "
-                         f"{channels} and {color_order!r}")
+    _check_pixel_format(channels, color_order)
     h, w = input_size
     out = np.empty((len(faces), h, w, channels), dtype=np.uint8)
     for i, face in enumerate(faces):
@@ -48,6 +46,14 @@ def faces_to_pixels(
             bgr = resized if resized.ndim == 3 else cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
             out[i] = bgr[:, :, ::-1] if color_order == "rgb" else bgr
     return out
+
+
+def _check_pixel_format(channels: int, color_order: str) -> None:
+    """Raise ``ValueError`` unless ``channels`` is 1 or 3 and ``color_order`` ``"rgb"`` or
+    ``"bgr"``."""
+    if channels not in (1, 3) or color_order not in ("rgb", "bgr"):
+        raise ValueError(f"channels must be 1 or 3 and color_order 'rgb' or 'bgr', got "
+                         f"{channels} and {color_order!r}")
 
 
 def pixels_to_input(pixels: np.ndarray, config: ModelConfig) -> np.ndarray:

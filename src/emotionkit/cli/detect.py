@@ -106,8 +106,7 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     rec = run_or_fail(EmotionRecognizer, detector="none" if pool else detector,
                       classifier=classifier, exit_code=2)
     if not all(videos) and annotate is not None:
-        inside = next((item for item in inputs if item.is_dir() and
-                       annotate.resolve().is_relative_to(item.resolve())), None)
+        inside = _input_dir_holding(annotate, inputs)
         if inside is not None:
             fail(f"--annotate {annotate}: is inside the input directory {inside}, where its "
                  "copies would overwrite or join the inputs; choose a directory outside the "
@@ -279,14 +278,16 @@ def _is_input(target: Path, inputs: tuple[Path, ...]) -> bool:
     input directory."""
     if not target.exists():
         return False
-    for item in inputs:
-        if item.is_dir():
-            if (target.suffix.lower() in IMAGE_SUFFIXES
-                    and target.resolve().is_relative_to(item.resolve())):
-                return True
-        elif item.exists() and target.samefile(item):
-            return True
-    return False
+    if target.suffix.lower() in IMAGE_SUFFIXES and _input_dir_holding(target, inputs):
+        return True
+    return any(item.is_file() and target.samefile(item) for item in inputs)
+
+
+def _input_dir_holding(path: Path, inputs: tuple[Path, ...]) -> Path | None:
+    """The input directory that ``path`` is (or lies inside), if any."""
+    where = path.resolve()
+    return next((item for item in inputs
+                 if item.is_dir() and where.is_relative_to(item.resolve())), None)
 
 
 class _Annotator:

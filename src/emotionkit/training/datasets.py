@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..classifiers.base import FER_LABELS
-from ..classifiers.preprocess import faces_to_pixels
+from ..classifiers.preprocess import _check_pixel_format, faces_to_pixels
 from ..errors import EmotionKitError, ImageLoadError
 from ..io import load_image
 
@@ -194,12 +194,13 @@ class LabelledDataset:
     def __init__(
         self, input_size: tuple[int, int] = (48, 48), channels: int = 1, color_order: str = "rgb"
     ) -> None:
-        if int(channels) not in (1, 3) or str(color_order).lower() not in ("rgb", "bgr"):
-            raise DatasetError(f"channels must be 1 or 3 and color_order 'rgb' or 'bgr', got "
-                               f"{channels} and {color_order!r}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.channels = int(channels)
         self.color_order = str(color_order).lower()
+        try:
+            _check_pixel_format(self.channels, self.color_order)
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
 
     @property
     def splits(self) -> tuple[str, ...]:

@@ -492,8 +492,8 @@ class Trainer:
         try:
             return self.architecture.builder(input_shape, num_classes, **options)
         except (TypeError, ValueError) as exc:  # e.g. widths="oops"
-            given = {k: v for k, v in options.items()
-                     if v != _resolve_options(self.architecture, {})[k]}
+            defaults = _resolve_options(self.architecture, {})
+            given = {k: v for k, v in options.items() if v != defaults[k]}
             raise TrainingError(
                 f"architecture {self.args['arch']!r} cannot be built with options {given} "
                 f"({type(exc).__name__}: {exc}); check the --arch-option values"
