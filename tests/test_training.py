@@ -96,6 +96,9 @@ def test_resume_after_crash_continues_at_next_epoch(faces, tmp_path: Path) -> No
     before = json.loads((out / "checkpoint" / "state.json").read_text())
     assert before["epoch"] == 2
     assert _trainer(out).epochs_done == 2 and _trainer(tmp_path / "none").epochs_done == 0
+    best = max(before["history"]["val_accuracy"])
+    assert _trainer(out).best_score == pytest.approx(best) and 0 < best <= 1
+    assert _trainer(tmp_path / "none").best_score is None
     assert not (out / "metrics.json").exists()
 
     with pytest.raises(TrainingError, match="already holds a training run"):
@@ -119,8 +122,11 @@ def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path
     first = _trainer(out, epochs=10, **stalled).fit(train, val)
     n = first["epochs_run"]
     assert first["stopped_early"] and n < 10
+    model_file = (out / "model.keras").stat()
     again = _trainer(out, epochs=10, resume=True, **stalled).fit(train, val)
     assert again["epochs_run"] == n  # the same command: the run is finished
+    now = (out / "model.keras").stat()  # and its model file was not rewritten
+    assert (now.st_ino, now.st_mtime_ns) == (model_file.st_ino, model_file.st_mtime_ns)
     more = _trainer(out, epochs=14, resume=True, **stalled).fit(train, val)
     assert more["epochs_run"] > n  # more epochs than it started with: it continues
     assert len(more["history"]["loss"]) == more["epochs_run"]

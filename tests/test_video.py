@@ -309,6 +309,29 @@ def test_variable_frame_rate_video_keeps_its_times(
     assert [float(r["time"]) for r in rows] == pytest.approx(times, abs=0.002)
 
 
+def test_video_starting_after_time_zero_is_whole(
+    rec, tmp_path: Path, astronaut_bgr: np.ndarray
+) -> None:
+    """A clip cut out of a longer recording without re-timing: its first frame is at
+    2.0 s in the file. Every frame is read, times count from the first frame, and no
+    "truncated" error (the header's duration counts from time 0); cut short, it is still
+    reported as truncated."""
+    from emotionkit.video import VideoError
+
+    times = [2.0 + 0.1 * i for i in range(16)]
+    video = _write_vfr_video(tmp_path / "late.mkv", _frames(astronaut_bgr, 16), times)
+    frames = list(rec.detect_video(video))
+    assert [f.time for f in frames] == pytest.approx([t - 2.0 for t in times], abs=0.002)
+    data = video.read_bytes()
+    cut = tmp_path / "late-cut.mkv"
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    seen = []
+    with pytest.raises(VideoError, match="decoding stopped after .* frames"):
+        for frame in rec.detect_video(cut):
+            seen.append(frame.index)
+    assert 0 < len(seen) < len(times)
+
+
 @pytest.mark.parametrize("box", [(0, 0, 512, 512), (470, 200, 40, 40)])
 def test_annotation_label_stays_inside_the_image(box: tuple[int, int, int, int]) -> None:
     """A face as tall as the image (the ``none`` detector) or at the right edge: the whole

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .classifiers.config import CONFIG_NAME, ModelConfig
+from .classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from .errors import ModelLoadError, UnknownPluginError
 
 __all__ = [
@@ -595,7 +595,7 @@ def _files_to_push(directory: Path) -> list[Path]:
     model), which only ``emotionkit train --resume`` reads."""
     return sorted(
         p for p in directory.rglob("*")
-        if p.is_file() and not any(part.startswith(".") or (i == 0 and part == "checkpoint")
+        if p.is_file() and not any(part.startswith(".") or (i == 0 and part == CHECKPOINT_DIR)
                                    for i, part in enumerate(p.relative_to(directory).parts))
     )
 

@@ -44,8 +44,8 @@ class VideoFrame:
 
     Attributes:
         index: frame number in the video, from 0 (skipped frames are counted too).
-        time: seconds from the start of the video (from the file's frame rate; for a camera,
-            the time since capture started).
+        time: seconds since the video's first frame (from the file's timestamps; for a
+            camera, the time since capture started).
         faces: the faces with their track ids (:class:`~emotionkit.tracking.TrackedFace`).
         image: the decoded BGR frame.
     """
@@ -140,7 +140,7 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
     start = time.monotonic()
     try:
         info = _info(cap, source)
-        index, last = 0, 0.0
+        index, last, offset = 0, 0.0, 0.0
         while True:
             if index % every_n:
                 ok, frame = cap.grab(), None
@@ -149,10 +149,12 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
             if not ok:
                 break
             last = time.monotonic() - start if camera else _frame_time(cap, index, info.fps)
+            if index == 0 and not camera:
+                offset = _start_offset(cap, info.fps)
             if frame is not None:
                 yield index, last, frame
             index += 1
-        if not camera and _stopped_early(index, last, info):
+        if not camera and _stopped_early(index, offset + last, info):
             raise VideoError(f"{source}: decoding stopped after {index} of {info.frame_count} "
                              "frames (file truncated or corrupt)")
     finally:
@@ -167,9 +169,19 @@ def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
     return index / fps
 
 
+def _start_offset(cap: cv2.VideoCapture, fps: float) -> float:
+    """Seconds from the container's time 0 to the first frame (e.g. a clip cut out of a
+    longer ``.mkv`` without re-timing): OpenCV's ``CAP_PROP_PTS`` of the first frame, which
+    FFmpeg gives in frame intervals; 0 where the backend does not report it. Frame times
+    count from the first frame, the header's duration from time 0."""
+    pts = float(cap.get(cv2.CAP_PROP_PTS))
+    return pts / fps if pts > 0 and fps > 0 else 0.0
+
+
 def _stopped_early(frames: int, last_time: float, info: VideoInfo) -> bool:
-    """Whether a file ended well before its header's length. The header's frame count is
-    an estimate for variable-rate files (duration x nominal fps), so a file that decoded
+    """Whether a file ended well before its header's length. ``last_time`` is the last
+    frame's time from the container's time 0 (seconds). The header's frame count is an
+    estimate for variable-rate files (duration x nominal fps), so a file that decoded
     fewer frames still counts as whole if its last frame is within two frame intervals
     of the header's duration."""
     if not info.frame_count or frames >= info.frame_count:

@@ -27,14 +27,15 @@ def _val_accuracy(run: Path) -> float:
     """The run's best validation accuracy: from ``metrics.json``, or for a run stopped at
     a deadline (no ``metrics.json`` yet) the best score in its checkpoint's state; -1 if
     it has no model file."""
-    metrics, state = run / "metrics.json", run / "checkpoint" / "state.json"
+    from emotionkit.training import Trainer
+
+    metrics = run / "metrics.json"
     if not (run / "model.keras").is_file():
         return -1
     if metrics.is_file():
         return float(json.loads(metrics.read_text())["val"]["accuracy"])
-    if state.is_file():
-        return float(json.loads(state.read_text()).get("best") or -1)
-    return -1
+    best = Trainer(run, "vgg19").best_score
+    return -1 if best is None else best
 
 
 def shrink(work: Path) -> Path | None:

@@ -14,9 +14,12 @@ from typing import Any
 
 from ..errors import ModelLoadError
 
-__all__ = ["CONFIG_NAME", "ModelConfig"]
+__all__ = ["CHECKPOINT_DIR", "CONFIG_NAME", "ModelConfig"]
 
 CONFIG_NAME = "config.json"
+CHECKPOINT_DIR = "checkpoint"
+"""The training checkpoint folder inside a model directory (``emotionkit train`` writes it
+for ``--resume``; ``emotionkit models push`` leaves it out)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ in ``OUT/checkpoint/teacher_soft_labels.npz`` (a resume does not run the teacher
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import inspect
 import io
 import json
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..classifiers.config import CONFIG_NAME, ModelConfig
+from ..classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from ..classifiers.preprocess import pixels_to_input
 from ..errors import EmotionKitError
 from .architectures import Architecture, get_architecture
@@ -59,7 +60,6 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 float32 weights (faster on hardware with bfloat16 instructions, e.g. AVX512-BF16)."""
 
 MODEL_FILE = "model.keras"
-_CHECKPOINT_DIR = "checkpoint"
 _STATE_FILE = "state.json"
 _SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept for resume
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
@@ -234,7 +234,7 @@ class Trainer:
     @property
     def checkpoint_dir(self) -> Path:
         """Where the run's per-epoch checkpoint lives (``out_dir/checkpoint``)."""
-        return self.out_dir / _CHECKPOINT_DIR
+        return self.out_dir / CHECKPOINT_DIR
 
     @property
     def epochs_done(self) -> int:
@@ -247,6 +247,17 @@ class Trainer:
         if not (self.checkpoint_dir / _STATE_FILE).is_file():
             return 0
         return min(int(self._read_state()["epoch"]), self._backed_up_epochs(self.checkpoint_dir))
+
+    @property
+    def best_score(self) -> float | None:
+        """The best validation accuracy (0..1) of the run in ``out_dir`` so far: that of
+        the epoch held in ``out_dir/model.keras``. ``None`` if there is no run there (or
+        it has no validated epoch yet); unlike ``metrics.json`` it exists for a run
+        stopped part-way."""
+        if not (self.checkpoint_dir / _STATE_FILE).is_file():
+            return None
+        best = self._read_state().get("best")
+        return None if best is None else float(best)
 
     def fit(self, train: ImageData, val: ImageData) -> dict[str, Any]:
         """Train on ``train``, select the best epoch on ``val``, write the output directory.
@@ -412,12 +423,14 @@ class Trainer:
         self._drop_best_files(keep=(epoch, previous))
 
     def _publish_best(self, epoch: int) -> None:
-        """Make ``model.keras`` the checkpoint's copy of best epoch ``epoch`` (if kept)."""
+        """Make ``model.keras`` the checkpoint's copy of best epoch ``epoch`` (if kept and
+        not already the same bytes)."""
         best = self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)
-        if best.is_file():
+        model = self.out_dir / MODEL_FILE
+        if best.is_file() and not (model.is_file() and filecmp.cmp(best, model, shallow=False)):
             tmp = self.out_dir / f".{MODEL_FILE}.tmp.keras"
             shutil.copyfile(best, tmp)
-            os.replace(tmp, self.out_dir / MODEL_FILE)
+            os.replace(tmp, model)
 
     def _drop_best_files(self, keep: Sequence[int]) -> None:
         names = {_BEST_FILE.format(epoch=e) for e in keep}
