@@ -465,34 +465,46 @@ def test_unreachable_hub_is_one_error_without_retry_warnings(
     assert logging.getLogger("huggingface_hub").level == level
 
 
-def test_quieted_hub_log_level_is_restored_after_overlapping_downloads() -> None:
-    """Download A starts, B starts, A ends, B ends: the level is the caller's again."""
+def test_quieted_hub_warnings_are_only_the_downloading_threads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While thread A downloads (quiet), a hub warning logged by another thread is still
+    shown, A's own is hidden, and after A leaves the same warning shows again; nested and
+    overlapping quiet blocks work; no logger level changes."""
     import logging
     import threading
 
     from emotionkit.hub import _hub_warnings_hidden
 
-    logger = logging.getLogger("huggingface_hub")
-    before = logger.level
-    logger.setLevel(logging.WARNING)
-    a_inside, a_may_leave = threading.Event(), threading.Event()
+    http = logging.getLogger("huggingface_hub.utils._http")  # where retries are logged
+    levels = (logging.getLogger("huggingface_hub").level, http.level)
+    a_inside, a_may_log, a_done = threading.Event(), threading.Event(), threading.Event()
 
     def download_a() -> None:
-        with _hub_warnings_hidden():
+        with _hub_warnings_hidden(), _hub_warnings_hidden():
             a_inside.set()
-            a_may_leave.wait(10)
+            a_may_log.wait(10)
+            http.warning("Retrying in 1s [Retry 1/5]. (thread A)")
+            http.error("an error from A")
+        a_done.set()
 
+    caplog.set_level(logging.WARNING)
+    a = threading.Thread(target=download_a)
+    a.start()
     try:
-        a = threading.Thread(target=download_a)
-        a.start()
         assert a_inside.wait(10)
-        with _hub_warnings_hidden():  # download B
-            a_may_leave.set()
-            a.join(10)
-            assert logger.level == logging.ERROR  # B still quiet after A left
-        assert logger.level == logging.WARNING
+        http.warning("warning of another thread")
+        with _hub_warnings_hidden():  # overlapping download B in this thread
+            http.warning("Retrying in 1s [Retry 1/5]. (thread B)")
+            a_may_log.set()
+            assert a_done.wait(10)
+        http.warning("after the downloads")
     finally:
-        logger.setLevel(before)
+        a_may_log.set()
+        a.join(10)
+    shown = [r.getMessage() for r in caplog.records if r.name.startswith("huggingface_hub")]
+    assert shown == ["warning of another thread", "an error from A", "after the downloads"]
+    assert (logging.getLogger("huggingface_hub").level, http.level) == levels
 
 
 def test_hub_registration_never_replaces_a_name_silently() -> None:

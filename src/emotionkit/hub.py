@@ -412,32 +412,44 @@ def _fetch(
     return path
 
 
-class _QuietHubLog:
-    """``with _hub_warnings_hidden():`` raises huggingface_hub's log level to ERROR
-    meanwhile: it warns once per retry (``Retrying in 1s [Retry 1/5].``) where a failed
-    download ends in one error of ours. Overlapping downloads (threads) share it: the
-    first raises the level, the last one out restores it."""
+class _QuietHubLog(logging.Filter):
+    """``with _hub_warnings_hidden():`` hides huggingface_hub's warnings (records below
+    ERROR) that the calling thread logs meanwhile: it warns once per retry (``Retrying in
+    1s [Retry 1/5].``) where a failed download ends in one error of ours. Other threads'
+    hub warnings are kept and no logger's level changes; the filter stays on the hub's
+    loggers and passes everything while no download is running."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
-        self._users = 0
-        self._level = logging.NOTSET
+        self._depth: dict[int, int] = {}  # thread ident -> nested quiet blocks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.thread not in self._depth
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
-        logger = logging.getLogger("huggingface_hub")
+        me = threading.get_ident()
         with self._lock:
-            if self._users == 0:
-                self._level = logger.level
-                logger.setLevel(logging.ERROR)
-            self._users += 1
+            self._attach()
+            self._depth[me] = self._depth.get(me, 0) + 1
         try:
             yield
         finally:
             with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    logger.setLevel(self._level)
+                self._depth[me] -= 1
+                if not self._depth[me]:
+                    del self._depth[me]
+
+    def _attach(self) -> None:
+        """Put this filter on every huggingface_hub logger (a logger's filters see only
+        the records logged on it, not those of its child loggers)."""
+        names = [name for name in list(logging.root.manager.loggerDict)
+                 if name == "huggingface_hub" or name.startswith("huggingface_hub.")]
+        for name in names:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
 
 
 _hub_warnings_hidden = _QuietHubLog()
