@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from emotionkit.batch import iter_detect_paths
+from emotionkit.errors import UnknownPluginError
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,8 +67,11 @@ def test_keep_images_and_bad_arguments(photo_dir: Path, brightness_model_dir: Pa
     (result,) = iter_detect_paths([path], detector="haar", classifier=brightness_model_dir,
                                   keep_images=True)
     assert result.image is not None and result.image.shape == (320, 320, 3)
+    # bad arguments and unknown names raise at the call, before anything is asked for
     with pytest.raises(ValueError, match="workers"):
-        next(iter_detect_paths([path], classifier=brightness_model_dir, workers=0))
+        iter_detect_paths([path], classifier=brightness_model_dir, workers=0)
+    with pytest.raises(UnknownPluginError, match="no-such-detector"):
+        iter_detect_paths([path], detector="no-such-detector", classifier=brightness_model_dir)
 
 
 def _jsonl(path: Path) -> list[dict]:

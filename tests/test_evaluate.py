@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -165,3 +167,25 @@ def test_cli_evaluate_labels_by_synonym_or_case(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["labels"] == ["sad", "happy"] and report["n"] == 8
+
+
+def test_plots_leave_the_callers_matplotlib_alone(tmp_path: Path) -> None:
+    """A notebook's pyplot backend and open figures stay as they were when the library
+    writes its PNGs (it used to switch the whole process to Agg)."""
+    script = f"""
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+from emotionkit.training.evaluation import evaluate_predictions, save_history_png
+plt.figure()
+report = evaluate_predictions([0, 1, 1], [0, 1, 0], ("a", "b"))
+report.save_confusion_png(r"{tmp_path / 'cm.png'}")
+save_history_png({{"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}}, r"{tmp_path / 'h.png'}")
+print(matplotlib.get_backend(), plt.get_fignums())
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["svg", "[1]"]
+    for name in ("cm.png", "h.png"):
+        image = cv2.imread(str(tmp_path / name))
+        assert image is not None and image.std() > 10  # something was drawn

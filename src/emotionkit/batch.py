@@ -70,7 +70,7 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
-    from .recognizer import resolve_detector
+    from .registry import resolve_detector
 
     # Ctrl-C goes to the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -131,9 +131,12 @@ def iter_detect_paths(
             copies every image back from the worker, so leave it off otherwise.
 
     An unreadable image gives a result with ``error`` set and the run goes on. Closing
-    the generator early (``break``, Ctrl-C) stops and joins the workers.
+    the generator early (``break``, Ctrl-C) stops and joins the workers. Bad arguments
+    and an unknown detector or classifier raise at the call, before any image is read;
+    worker processes start with the first result asked for.
     """
-    from .recognizer import EmotionRecognizer, resolve_detector
+    from .recognizer import EmotionRecognizer
+    from .registry import resolve_detector
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -142,8 +145,13 @@ def iter_detect_paths(
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)
-    used_margin = rec.crop_margin
+    return _results(rec, paths, detector, workers, chunk_size, keep_images)
 
+
+def _results(rec: Any, paths: Iterable[Any], detector: str | Any, workers: int,
+             chunk_size: int, keep_images: bool) -> Iterator[PathResult]:
+    """:func:`iter_detect_paths`'s results, computed as they are asked for."""
+    used_margin = rec.crop_margin
     if workers == 1:
         detected: Iterator[tuple[Any, _Detected]] = (
             (p, _decode_detect(p, rec.detector, used_margin, keep_images)) for p in paths

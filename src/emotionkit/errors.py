@@ -1,7 +1,12 @@
 """Exceptions raised by emotionkit.
 
-Every error the library raises on bad input derives from :class:`EmotionKitError`,
-so callers (and the CLI) can report it as one line without a traceback.
+Every error the library raises for bad input *data* (an unreadable image, video or
+dataset, a missing or invalid model, an unknown name, a failed training run) derives from
+:class:`EmotionKitError`, so callers (and the CLI) can report it as one line without a
+traceback. Subclasses for one area live beside their code: ``emotionkit.video.VideoError``,
+``emotionkit.training.DatasetError`` and ``emotionkit.training.TrainingError``. Invalid
+*arguments* from the calling program (a negative batch size, a confidence outside 0..1,
+a wrong type) raise Python's ``ValueError`` / ``TypeError``, as in the standard library.
 """
 
 from __future__ import annotations

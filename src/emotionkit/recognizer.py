@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UnknownPluginError
 from .io import ImageInput, crop, load_image
-from .registry import _classifiers, _detectors
+from .registry import resolve_classifier, resolve_detector
 from .results import Detection, Face
 
 if TYPE_CHECKING:
@@ -74,7 +74,12 @@ class EmotionRecognizer:
 
         Raises :class:`~emotionkit.errors.ImageLoadError` for an unreadable image; load
         images with :func:`emotionkit.io.load_image` first to handle them one by one.
+        ``images`` is a list (or other iterable) of images; one path or bytes object is a
+        ``TypeError`` (use :meth:`detect`).
         """
+        if isinstance(images, (str, bytes, os.PathLike)):
+            raise TypeError(f"detect_batch takes a list of images, not one {type(images).__name__}"
+                            f" ({str(images)[:80]!r}); use detect() for one image")
         arrays = [load_image(img) for img in images]
         detections = [self.detector.detect(arr) for arr in arrays]
         margin = self.crop_margin
@@ -113,8 +118,9 @@ class EmotionRecognizer:
                 probabilities, in ``[0, 1)``; 0 (default) is off, 0.5-0.8 stops labels from
                 flickering. The unsmoothed values are in ``face.raw_emotions``.
 
-        Raises :class:`~emotionkit.video.VideoError` if the video cannot be opened, or, after
-        the readable frames, if it stops decoding early (truncated file).
+        Raises :class:`~emotionkit.video.VideoError` at the call if the video cannot be
+        opened, or, after the readable frames, if it stops decoding early (truncated file);
+        ``ValueError`` at the call for bad arguments.
         """
         from .video import detect_video
 
@@ -148,48 +154,3 @@ class EmotionRecognizer:
 def _to_face(det: Detection, labels: tuple[str, ...], probs: np.ndarray) -> Face:
     emotions = {label: float(p) for label, p in zip(labels, probs)}
     return Face(box=det.box, score=det.score, emotions=emotions, landmarks=dict(det.landmarks))
-
-
-def resolve_detector(detector: str | Any) -> Any:
-    """A detector from a registered name, or ``detector`` itself if it has ``detect()``."""
-    if isinstance(detector, str):
-        return _detectors.create(detector)
-    if not callable(getattr(detector, "detect", None)):
-        raise TypeError(f"detector must be a name or have a detect() method, got {detector!r}")
-    return detector
-
-
-def resolve_classifier(classifier: str | Path | Any) -> Any:
-    """A classifier from a registered name, a model file or directory path, an
-    ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels``,
-    ``input_size``, ``crop_margin`` and ``predict()`` -- the rules of
-    ``EmotionRecognizer(classifier=...)``."""
-    if isinstance(classifier, str) and classifier.startswith("hf://"):
-        from .hub import load_hub_classifier
-
-        return load_hub_classifier(classifier)
-    if isinstance(classifier, Path) or (
-        isinstance(classifier, str) and classifier not in _classifiers
-    ):
-        path = Path(classifier)
-        if path.exists():
-            from .classifiers.keras_model import load_classifier
-
-            return load_classifier(path)
-        raise UnknownPluginError(
-            f"unknown classifier {str(classifier)!r}: not a registered name "
-            f"({', '.join(_classifiers.names())}) and no such model file or directory"
-        )
-    if isinstance(classifier, str):
-        return _classifiers.create(classifier)
-    missing = [name for name in ("labels", "input_size", "crop_margin")
-               if not hasattr(classifier, name)]
-    if not callable(getattr(classifier, "predict", None)):
-        missing.append("predict()")
-    if missing:
-        raise TypeError(
-            "classifier must be a name, a path, or an object with labels, input_size, "
-            f"crop_margin and predict() (see docs/plugins.md); {classifier!r} lacks "
-            f"{', '.join(missing)}"
-        )
-    return classifier

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import UnknownPluginError
@@ -30,6 +31,8 @@ __all__ = [
     "list_detectors",
     "register_classifier",
     "register_detector",
+    "resolve_classifier",
+    "resolve_detector",
 ]
 
 _BUILTIN_DETECTORS = {
@@ -136,3 +139,48 @@ def create_detector(name: str, **kwargs: Any) -> Any:
 def create_classifier(name: str, **kwargs: Any) -> Any:
     """Create the classifier registered as ``name``; ``kwargs`` go to its factory."""
     return _classifiers.create(name, **kwargs)
+
+
+def resolve_detector(detector: str | Any) -> Any:
+    """A detector from a registered name, or ``detector`` itself if it has ``detect()``."""
+    if isinstance(detector, str):
+        return _detectors.create(detector)
+    if not callable(getattr(detector, "detect", None)):
+        raise TypeError(f"detector must be a name or have a detect() method, got {detector!r}")
+    return detector
+
+
+def resolve_classifier(classifier: str | Path | Any) -> Any:
+    """A classifier from a registered name, a model file or directory path, an
+    ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels``,
+    ``input_size``, ``crop_margin`` and ``predict()`` -- the rules of
+    ``EmotionRecognizer(classifier=...)``."""
+    if isinstance(classifier, str) and classifier.startswith("hf://"):
+        from .hub import load_hub_classifier
+
+        return load_hub_classifier(classifier)
+    if isinstance(classifier, Path) or (
+        isinstance(classifier, str) and classifier not in _classifiers
+    ):
+        path = Path(classifier)
+        if path.exists():
+            from .classifiers.keras_model import load_classifier
+
+            return load_classifier(path)
+        raise UnknownPluginError(
+            f"unknown classifier {str(classifier)!r}: not a registered name "
+            f"({', '.join(_classifiers.names())}) and no such model file or directory"
+        )
+    if isinstance(classifier, str):
+        return _classifiers.create(classifier)
+    missing = [name for name in ("labels", "input_size", "crop_margin")
+               if not hasattr(classifier, name)]
+    if not callable(getattr(classifier, "predict", None)):
+        missing.append("predict()")
+    if missing:
+        raise TypeError(
+            "classifier must be a name, a path, or an object with labels, input_size, "
+            f"crop_margin and predict() (see docs/plugins.md); {classifier!r} lacks "
+            f"{', '.join(missing)}"
+        )
+    return classifier

@@ -129,13 +129,19 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
     The time of a file's frame is its timestamp in the file (for a constant frame rate,
     ``index / fps``; variable-rate files, e.g. phone or browser recordings, keep their
     real times); a camera's is the time since reading started. Skipped frames are grabbed
-    but not decoded. Raises :class:`VideoError` when the video cannot be opened, or --
-    after yielding the frames it could read -- when a file stops decoding well before the
-    end its header gives.
+    but not decoded. Raises :class:`VideoError` at the call when the video cannot be
+    opened, or -- after yielding the frames it could read -- when a file stops decoding
+    well before the end its header gives. The video is released when the frames run out
+    or the iterator is closed.
     """
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
-    cap = _open(source)
+    return _frames(_open(source), source, every_n)
+
+
+def _frames(cap: cv2.VideoCapture, source: VideoSource,
+            every_n: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """:func:`read_frames`'s frames from the opened ``cap``, released at the end."""
     camera = _camera_index(source) is not None
     start = time.monotonic()
     try:
@@ -196,10 +202,16 @@ def detect_video(recognizer: EmotionRecognizer, source: VideoSource, *, every_n:
                  max_age: int = 5) -> Iterator[VideoFrame]:
     """Tracked faces with emotions in every ``every_n``-th frame of ``source``.
 
-    See :meth:`emotionkit.EmotionRecognizer.detect_video` for the arguments.
+    See :meth:`emotionkit.EmotionRecognizer.detect_video` for the arguments; bad
+    arguments and a video that cannot be opened raise at the call.
     """
     tracker = IoUTracker(iou_threshold=iou_threshold, max_age=max_age, smoothing=smoothing)
-    for index, seconds, frame in read_frames(source, every_n):
+    return _tracked(recognizer, tracker, read_frames(source, every_n))
+
+
+def _tracked(recognizer: EmotionRecognizer, tracker: IoUTracker,
+             frames: Iterator[tuple[int, float, np.ndarray]]) -> Iterator[VideoFrame]:
+    for index, seconds, frame in frames:
         faces = recognizer.detect_batch([frame])[0]
         yield VideoFrame(index, seconds, tracker.update(faces), frame)
 

@@ -44,14 +44,17 @@ class KerasClassifier:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """Output labels, in the order of the probability columns."""
         return self.config.labels
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels that face crops are resized to."""
         return self.config.input_size
 
     @property
     def crop_margin(self) -> float:
+        """Fraction of the face box added on each side before cropping."""
         return self.config.crop_margin
 
     def predict(self, faces: Sequence[np.ndarray], tta: bool = False) -> np.ndarray:
@@ -68,7 +71,10 @@ class KerasClassifier:
         return self.predict_pixels(pixels, tta=tta)
 
     def predict_pixels(self, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
-        """Probabilities for already resized ``(N, H, W, C)`` ``uint8`` pixels."""
+        """Probabilities ``(N, len(labels))`` for pixels already in the model's format:
+        ``(N, H, W, C)`` ``uint8`` (0..255) at ``input_size``, 1 channel (gray) or 3 in the
+        config's ``color_order`` (``"rgb"`` unless stated: not the BGR that
+        :meth:`predict` takes). ``tta`` as for :meth:`predict`."""
         x = pixels_to_input(pixels, self.config)
         probs = self._run(x)
         if tta:

@@ -36,7 +36,7 @@ __all__ = ["evaluate"]
 def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt: str,
              out_dir: Path | None, labels: str | None, ferplus: Path | None) -> None:
     """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
-    from ..recognizer import resolve_classifier
+    from ..registry import resolve_classifier
     from ..training.datasets import open_dataset
     from ..training.evaluation import evaluate_classifier
 

@@ -113,7 +113,7 @@ def load_teacher(spec: str | Path) -> Any:
     classifier by registered name, model directory or file, or ``hf://`` spec."""
     if str(spec).lower().endswith(SOFT_LABEL_SUFFIX):
         return SoftLabelFile(spec)
-    from ..recognizer import resolve_classifier
+    from ..registry import resolve_classifier
 
     return resolve_classifier(spec)
 

@@ -118,27 +118,24 @@ class EvaluationReport:
 
     def save_confusion_png(self, path: str | Path, normalize: bool = True) -> Path:
         """Write the confusion matrix as a PNG (row-normalised colours, counts in cells)."""
-        plt = _pyplot()
         path = Path(path)
         counts = self.confusion
         shown = _safe_div(counts, counts.sum(axis=1, keepdims=True)) if normalize else counts
         k = len(self.labels)
-        fig, ax = plt.subplots(figsize=(1.0 + 0.8 * k, 0.8 + 0.7 * k), dpi=100)
-        try:
-            ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-            ax.set_xticks(range(k), self.labels, rotation=45, ha="right")
-            ax.set_yticks(range(k), self.labels)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ax.set_title(f"accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}")
-            for i in range(k):
-                for j in range(k):
-                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
-                            color="white" if shown[i, j] > 0.5 * shown.max() else "black")
-            fig.tight_layout()
-            fig.savefig(path)
-        finally:
-            plt.close(fig)
+        fig = _figure(figsize=(1.0 + 0.8 * k, 0.8 + 0.7 * k))
+        ax = fig.subplots()
+        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+        ax.set_xticks(range(k), self.labels, rotation=45, ha="right")
+        ax.set_yticks(range(k), self.labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"accuracy {self.accuracy:.3f}, macro-F1 {self.macro_f1:.3f}")
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if shown[i, j] > 0.5 * shown.max() else "black")
+        fig.tight_layout()
+        fig.savefig(path)
         return path
 
 
@@ -205,23 +202,19 @@ def evaluate_classifier(
 
 def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
     """Plot loss and accuracy per epoch (train and validation) to a PNG."""
-    plt = _pyplot()
     path = Path(path)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    try:
-        for ax, metric in zip(axes, ("loss", "accuracy")):
-            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-                if history.get(key):
-                    epochs = range(1, len(history[key]) + 1)
-                    ax.plot(epochs, history[key], style, label=key)
-            ax.set_xlabel("epoch")
-            ax.set_title(metric)
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    fig = _figure(figsize=(10, 4))
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if history.get(key):
+                epochs = range(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
     return path
 
 
@@ -269,10 +262,12 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib figure drawn with the Agg canvas, outside pyplot: the caller's pyplot
+    backend and open figures are left alone (no ``matplotlib.use``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig

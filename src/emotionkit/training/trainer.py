@@ -486,7 +486,7 @@ class Trainer:
 
     def _load_initial_weights(self, model: Any, config: ModelConfig) -> None:
         """Copy ``init_from``'s weights into ``model`` (see :func:`_copy_weights`)."""
-        from ..recognizer import resolve_classifier
+        from ..registry import resolve_classifier
 
         spec = self.args["init_from"]
         try:
