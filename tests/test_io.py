@@ -39,7 +39,25 @@ def test_pil_other_modes_give_three_channels(astronaut_bgr: np.ndarray, mode: st
     img = load_image(pil)
     assert img.shape == (512, 512, 3) and img.dtype == np.uint8
     if mode == "L":
+        gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY).astype(int)
         assert np.array_equal(img[:, :, 0], img[:, :, 2])
+        assert np.abs(img[:, :, 1].astype(int) - gray).max() <= 1
+    elif mode == "RGBA":
+        np.testing.assert_array_equal(img, astronaut_bgr)
+    elif mode == "CMYK":
+        assert np.abs(img.astype(int) - astronaut_bgr).max() <= 2
+    else:  # P: 216-colour web palette, dithered; compare 7x7 local means
+        local = (cv2.blur(img, (7, 7)).astype(int), cv2.blur(astronaut_bgr, (7, 7)).astype(int))
+        assert np.abs(local[0] - local[1]).mean() <= 3
+        assert np.abs(local[0] - local[1]).max() <= 20
+
+
+def test_empty_pil_images_are_refused(astronaut_bgr: np.ndarray) -> None:
+    for mode in ("RGB", "L", "I", "RGBA"):
+        with pytest.raises(ImageLoadError, match=r"empty PIL image of size 0x0"):
+            load_image(Image.new(mode, (0, 0)))
+    with pytest.raises(ImageLoadError, match=r"empty PIL image of size 7x0"):
+        load_image(Image.new("RGB", (7, 0)))
 
 
 def test_grayscale_and_bgra_arrays(astronaut_bgr: np.ndarray) -> None:
@@ -129,8 +147,62 @@ def test_directory_and_unsupported_types_are_errors(tmp_path: Path) -> None:
         load_image(np.zeros((0, 4, 3), np.uint8))
 
 
-def test_bytes_io_roundtrip_of_gif(astronaut_bgr: np.ndarray) -> None:
+def test_gif_bytes_decode_to_the_palette_colours(astronaut_bgr: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(astronaut_bgr[:, :, ::-1]).save(buf, format="GIF")
-    img = load_image(buf.getvalue())
-    assert img.shape == (512, 512, 3)
+    data = buf.getvalue()
+    img = load_image(data)
+    assert img.shape == (512, 512, 3) and img.dtype == np.uint8
+    # exactly the GIF's own (palette) colours, in BGR order ...
+    stored_rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(img, stored_rgb[:, :, ::-1])
+    # ... which are close to the photo's (an RGB/BGR swap is off by ~32 on average)
+    assert np.abs(img.astype(int) - astronaut_bgr).mean() < 6
+
+
+def test_overlong_path_is_one_clear_error(tmp_path: Path) -> None:
+    path = str(tmp_path / ("x" * 5000 + ".jpg"))
+    with pytest.raises(ImageLoadError) as err:
+        load_image(path)
+    text = str(err.value)
+    assert "File name too long" in text and "check the path" in text
+    assert text.startswith(path[:40]) and "x.jpg (" in text and len(text) < 400
+    assert "\n" not in text
+
+
+def test_to_gray_and_to_bgr_convert_like_load_image(astronaut_bgr: np.ndarray) -> None:
+    from emotionkit.io import to_bgr, to_gray
+
+    gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    assert to_gray(gray) is gray
+    for array in (astronaut_bgr.astype(np.float64) / 255.0, astronaut_bgr.astype(np.uint16) * 257,
+                  cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA)):
+        out = to_gray(array)
+        assert out.dtype == np.uint8 and out.shape == (512, 512)
+        assert np.abs(out.astype(int) - gray).max() <= 1
+    unit_gray = to_gray(gray.astype(np.float32) / 255.0)
+    assert unit_gray.dtype == np.uint8 and np.abs(unit_gray.astype(int) - gray).max() <= 1
+    for convert in (to_gray, to_bgr):
+        with pytest.raises(ImageLoadError, match="expected a numpy image array, got list"):
+            convert([[1]])  # type: ignore[arg-type]
+        with pytest.raises(ImageLoadError, match="empty image array"):
+            convert(np.zeros((0, 5), np.uint8))
+        with pytest.raises(ImageLoadError, match="dtype complex128"):
+            convert(np.zeros((5, 5), np.complex128))
+
+
+def test_draw_faces_needs_a_bgr_uint8_image(astronaut_bgr: np.ndarray) -> None:
+    from emotionkit import Face
+    from emotionkit.annotate import draw_faces
+
+    face = Face(box=(177, 75, 96, 100), score=None, emotions={"happy": 0.9, "sad": 0.1})
+    drawn = draw_faces(astronaut_bgr, [face])
+    assert drawn.dtype == np.uint8 and (drawn != astronaut_bgr).any()
+    assert tuple(drawn[125, 177]) == (0, 200, 0)  # the box's left edge, in green
+    bad = [astronaut_bgr.astype(np.float64) / 255.0, cv2.cvtColor(astronaut_bgr,
+           cv2.COLOR_BGR2GRAY), cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA),
+           np.zeros((0, 0, 3), np.uint8), astronaut_bgr.tolist()]
+    for image in bad:
+        with pytest.raises(ImageLoadError, match=r"draw_faces\(\): expected a BGR uint8 image "
+                           r"of shape \(H, W, 3\), got .*emotionkit.load_image"):
+            draw_faces(image, [face])  # type: ignore[arg-type]

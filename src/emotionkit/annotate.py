@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .errors import ImageLoadError
 from .results import Face
 
 __all__ = ["draw_faces"]
@@ -16,7 +17,23 @@ _TEXT_BGR = (255, 255, 255)
 
 
 def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-    """A copy of a BGR image with each face's box and ``"label 0.87"`` drawn on it."""
+    """A copy of ``image_bgr`` with each face's box and ``"label 0.87"`` drawn on it.
+
+    ``image_bgr`` must be a BGR ``uint8`` array of shape ``(H, W, 3)``, as
+    :func:`emotionkit.load_image` returns and ``cv2.VideoCapture`` gives.
+
+    Raises:
+        ImageLoadError: ``image_bgr`` is not such an array (float, grayscale, BGRA, empty
+            ...); convert it with :func:`emotionkit.load_image` first.
+    """
+    if (not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8
+            or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0):
+        what = (f"{image_bgr.dtype} array of shape {image_bgr.shape}"
+                if isinstance(image_bgr, np.ndarray) else type(image_bgr).__name__)
+        raise ImageLoadError(
+            f"draw_faces(): expected a BGR uint8 image of shape (H, W, 3), got a {what}; "
+            "convert it with emotionkit.load_image(image) first"
+        )
     out = image_bgr.copy()
     thickness = max(1, round(min(out.shape[:2]) / 300))
     scale = max(0.4, min(out.shape[:2]) / 900)

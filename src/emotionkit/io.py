@@ -59,10 +59,16 @@ def load_image(source: ImageInput) -> np.ndarray:
 
 
 def to_bgr(array: np.ndarray) -> np.ndarray:
-    """Convert a grayscale, BGR or BGRA array into a contiguous BGR ``uint8`` array."""
-    if array.size == 0:
-        raise ImageLoadError("empty image array (zero pixels)")
-    img = _to_uint8(array)
+    """Convert a grayscale, BGR or BGRA array into a contiguous BGR ``uint8`` array.
+
+    Accepts the arrays :func:`load_image` accepts: ``(H, W)``, ``(H, W, 1)``,
+    ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA; ``uint8``, float in ``[0, 1]`` (or
+    ``[0, 255]``), 16-bit (top 8 bits kept), other integers (clipped to ``0..255``) or bool.
+
+    Raises:
+        ImageLoadError: not a numpy array, no pixels, or an unsupported shape or dtype.
+    """
+    img = _to_uint8(_checked_array(array))
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.ndim == 3 and img.shape[2] == 1:
@@ -77,10 +83,18 @@ def to_bgr(array: np.ndarray) -> np.ndarray:
 
 
 def to_gray(image_bgr: np.ndarray) -> np.ndarray:
-    """Return the ``uint8`` grayscale ``(H, W)`` version of a BGR (or already gray) image."""
-    if image_bgr.ndim == 2:
-        return image_bgr
-    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    """Return the ``uint8`` grayscale ``(H, W)`` version of a BGR (or already gray) image.
+
+    Takes every array :func:`to_bgr` takes (BGRA, ``(H, W, 1)``, float, 16-bit, ...) and
+    converts it the same way; a gray ``uint8`` array is returned as it is.
+
+    Raises:
+        ImageLoadError: not a numpy array, no pixels, or an unsupported shape or dtype.
+    """
+    img = _checked_array(image_bgr)
+    if img.ndim == 2:
+        return _to_uint8(img)
+    return cv2.cvtColor(to_bgr(img), cv2.COLOR_BGR2GRAY)
 
 
 def expand_box(
@@ -114,15 +128,42 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0)
 
 
 def _load_path(path: Path) -> np.ndarray:
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. "File name too long", "Permission denied" on a parent
+        raise ImageLoadError(
+            f"{_short(path)}: cannot open this path ({exc.strerror or exc}); check the path"
+        ) from exc
+    if not exists:
         raise ImageLoadError(f"{path}: no such file; check the path")
-    if path.is_dir():
+    if is_dir:
         raise ImageLoadError(f"{path}: is a directory, not an image file")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageLoadError(f"{path}: cannot read file ({exc.strerror})") from exc
     return _decode_bytes(data, what=str(path))
+
+
+def _short(path: Path, limit: int = 200) -> str:
+    """``path`` as text, its middle elided when longer than ``limit`` characters."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]} ({len(text)} characters)"
+
+
+def _checked_array(array: Any) -> np.ndarray:
+    """``array`` itself if it is a non-empty numpy array, else one clear ImageLoadError."""
+    if not isinstance(array, np.ndarray):
+        raise ImageLoadError(
+            f"expected a numpy image array, got {type(array).__name__}; convert it with "
+            "numpy.asarray(), or load paths, bytes and PIL images with emotionkit.load_image()"
+        )
+    if array.size == 0:
+        raise ImageLoadError(f"empty image array of shape {array.shape} (zero pixels)")
+    return array
 
 
 def _decode_bytes(data: bytes, what: str) -> np.ndarray:
@@ -161,6 +202,8 @@ def _is_pil_image(obj: Any) -> bool:
 
 
 def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
+    if pil.width == 0 or pil.height == 0:
+        raise ImageLoadError(f"empty PIL image of size {pil.width}x{pil.height} (zero pixels)")
     if pil.mode.startswith("I;16") or pil.mode in ("I", "F"):  # deep gray, as arrays are
         values = np.asarray(pil)
         sixteen_bit = pil.mode.startswith("I;16") or (
@@ -187,4 +230,6 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.integer):
         return np.clip(array, 0, 255).astype(np.uint8)
-    raise ImageLoadError(f"unsupported image array dtype {array.dtype}")
+    raise ImageLoadError(
+        f"unsupported image array dtype {array.dtype}; use uint8, uint16 or float in [0, 1]"
+    )

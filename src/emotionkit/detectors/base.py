@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import ImageLoadError
+from ..io import to_bgr, to_gray
 from ..results import Detection
 
-__all__ = ["FaceDetector", "bundled_model_path"]
+__all__ = ["FaceDetector", "bundled_model_path", "detector_input"]
 
 
 @runtime_checkable
@@ -27,3 +29,23 @@ class FaceDetector(Protocol):
 def bundled_model_path(filename: str) -> Path:
     """Path of a model file shipped in ``emotionkit/data/models``."""
     return Path(str(resources.files("emotionkit") / "data" / "models" / filename))
+
+
+def detector_input(image: Any, detector: str, *, gray: bool = False) -> np.ndarray:
+    """``image`` as the ``uint8`` array a built-in detector works on: ``(H, W)`` grayscale
+    for a grayscale input or when ``gray`` is true, else contiguous BGR ``(H, W, 3)``.
+
+    Takes what :func:`emotionkit.load_image` takes as an array -- grayscale, BGR or BGRA;
+    ``uint8``, float in ``[0, 1]``, 16-bit -- converted the same way, so that a detector
+    used on its own accepts the images an :class:`~emotionkit.EmotionRecognizer` does.
+
+    Raises:
+        ImageLoadError: not a numpy array, empty, or of an unsupported shape or dtype;
+            the message starts with ``"<detector>.detect(): "``.
+    """
+    try:
+        if gray or (isinstance(image, np.ndarray) and image.ndim == 2):
+            return to_gray(image)
+        return to_bgr(image)
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"{detector}.detect(): {exc}") from None

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ..errors import ModelLoadError
-from ..io import clip_box, to_gray
+from ..io import clip_box
 from ..results import Detection
-from .base import bundled_model_path
+from .base import bundled_model_path, detector_input
 
 __all__ = ["HaarDetector"]
 
@@ -28,7 +31,12 @@ class HaarDetector:
             ``haarcascade_frontalface_default.xml``.
         scale_factor: image pyramid step (> 1).
         min_neighbors: overlapping hits needed to keep a face (higher: fewer, surer faces).
-        min_size: smallest face, ``(width, height)`` in pixels.
+        min_size: smallest face, ``(width, height)`` in pixels (each >= 1).
+
+    Raises:
+        ValueError: ``scale_factor`` is not > 1, ``min_neighbors`` is not an int >= 0, or
+            ``min_size`` is not two ints >= 1.
+        ModelLoadError: the cascade file is missing or not a Haar cascade.
     """
 
     def __init__(
@@ -41,9 +49,9 @@ class HaarDetector:
         self.cascade_path = Path(cascade_path) if cascade_path else bundled_model_path(
             _DEFAULT_CASCADE
         )
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size = tuple(min_size)
+        self.scale_factor = _check_scale_factor(scale_factor)
+        self.min_neighbors = _check_int("min_neighbors", min_neighbors, minimum=0)
+        self.min_size = _check_min_size(min_size)
         if not hasattr(cv2, "CascadeClassifier"):
             raise ModelLoadError(
                 "this OpenCV build has no CascadeClassifier; install opencv-contrib-python "
@@ -61,8 +69,13 @@ class HaarDetector:
             raise ModelLoadError(f"{self.cascade_path}: not a loadable Haar cascade XML file")
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Faces in a BGR (or grayscale) ``uint8`` image, largest first."""
-        gray = to_gray(image_bgr)
+        """Faces in a BGR image, largest first.
+
+        Grayscale and BGRA arrays, float in ``[0, 1]`` and 16-bit are converted as
+        :func:`emotionkit.load_image` converts them; other input raises
+        :class:`~emotionkit.errors.ImageLoadError`.
+        """
+        gray = detector_input(image_bgr, "HaarDetector", gray=True)
         rects = self._cascade.detectMultiScale(
             gray,
             scaleFactor=self.scale_factor,
@@ -79,3 +92,38 @@ class HaarDetector:
             f"HaarDetector(scale_factor={self.scale_factor}, "
             f"min_neighbors={self.min_neighbors}, min_size={self.min_size})"
         )
+
+
+def _check_scale_factor(value: Any) -> float:
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        factor = math.nan
+    if not (math.isfinite(factor) and factor > 1.0):
+        raise ValueError(
+            f"HaarDetector: scale_factor must be a number > 1 (e.g. 1.1), got {value!r}"
+        )
+    return factor
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        number = minimum - 1
+    if number < minimum:
+        raise ValueError(f"HaarDetector: {name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+def _check_min_size(value: Any) -> tuple[int, int]:
+    try:
+        width, height = value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"HaarDetector: min_size must be (width, height) in pixels, got {value!r}"
+        ) from None
+    return (_check_int("min_size width", width, minimum=1),
+            _check_int("min_size height", height, minimum=1))

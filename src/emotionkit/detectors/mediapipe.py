@@ -14,6 +14,7 @@ a 128x128 input, so this loses nothing.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import weakref
@@ -22,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import EmotionKitError, ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import bundled_model_path
+from .base import bundled_model_path, detector_input
 
 __all__ = ["MediaPipeDetector"]
 
@@ -43,10 +44,15 @@ class MediaPipeDetector:
         model_path: ``.tflite`` face detection model; defaults to the bundled BlazeFace
             short-range model.
         min_confidence: detections scoring below this (in ``[0, 1]``) are dropped.
-        min_suppression_threshold: IoU above which overlapping detections are merged.
+        min_suppression_threshold: IoU (in ``[0, 1]``) above which overlapping detections
+            are merged.
 
     Call :meth:`close` (or use it as a context manager) to free the native graph early;
     it is also freed when the object is garbage-collected or at interpreter exit.
+
+    Raises:
+        ValueError: ``min_confidence`` or ``min_suppression_threshold`` is not in ``[0, 1]``.
+        ModelLoadError: the model file is missing or not a face detection model.
     """
 
     def __init__(
@@ -56,20 +62,34 @@ class MediaPipeDetector:
         min_suppression_threshold: float = 0.3,
     ) -> None:
         self.model_path = Path(model_path) if model_path else bundled_model_path(_DEFAULT_MODEL)
-        self.min_confidence = min_confidence
-        self.min_suppression_threshold = min_suppression_threshold
+        self.min_confidence = _check_unit("min_confidence", min_confidence)
+        self.min_suppression_threshold = _check_unit(
+            "min_suppression_threshold", min_suppression_threshold
+        )
         self._detector = _create_detector(
-            self.model_path, min_confidence, min_suppression_threshold
+            self.model_path, self.min_confidence, self.min_suppression_threshold
         )
         self._finalizer = weakref.finalize(self, _close_quietly, self._detector)
         _track_for_exit(self)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Faces in a BGR ``uint8`` image, highest score first."""
+        """Faces in a BGR image, highest score first.
+
+        Grayscale and BGRA arrays, float in ``[0, 1]`` and 16-bit are converted as
+        :func:`emotionkit.load_image` converts them; other input raises
+        :class:`~emotionkit.errors.ImageLoadError`. Raises
+        :class:`~emotionkit.errors.EmotionKitError` after :meth:`close`.
+        """
         import mediapipe as mp
 
-        h, w = image_bgr.shape[:2]
-        small = _fit(image_bgr, MAX_SIDE)
+        if not self._finalizer.alive:
+            raise EmotionKitError(
+                "MediaPipeDetector.detect(): the detector is closed; create a new "
+                "MediaPipeDetector (or call detect() inside its `with` block)"
+            )
+        image = detector_input(image_bgr, "MediaPipeDetector")
+        h, w = image.shape[:2]
+        small = _fit(image, MAX_SIDE)
         sx, sy = w / small.shape[1], h / small.shape[0]  # small -> original pixels
         rgb = np.ascontiguousarray(small[:, :, ::-1]) if small.ndim == 3 else (
             np.ascontiguousarray(np.repeat(small[:, :, None], 3, axis=2))
@@ -103,6 +123,19 @@ class MediaPipeDetector:
 
     def __repr__(self) -> str:
         return f"MediaPipeDetector(min_confidence={self.min_confidence})"
+
+
+def _check_unit(name: str, value: float) -> float:
+    """``value`` as a float, or a ValueError if it is not a number in ``[0, 1]``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # also refuses NaN
+        raise ValueError(
+            f"MediaPipeDetector: {name} must be a number in [0, 1], got {value!r}"
+        )
+    return number
 
 
 def _fit(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..results import Detection
+from .base import detector_input
 
 __all__ = ["WholeImageDetector"]
 
@@ -13,10 +14,9 @@ class WholeImageDetector:
     """Returns one detection covering the whole image, with ``score=None``."""
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """One box ``(0, 0, W, H)`` for any non-empty image."""
-        h, w = image_bgr.shape[:2]
-        if h == 0 or w == 0:
-            return []
+        """One box ``(0, 0, W, H)`` for any image :func:`emotionkit.load_image` takes as an
+        array; :class:`~emotionkit.errors.ImageLoadError` for other input (empty included)."""
+        h, w = detector_input(image_bgr, "WholeImageDetector").shape[:2]
         return [Detection(box=(0, 0, int(w), int(h)), score=None)]
 
     def __repr__(self) -> str:
