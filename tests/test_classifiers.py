@@ -97,13 +97,21 @@ def test_config_mismatches_are_reported(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(ModelLoadError, match="7 outputs but config names 2"):
         load_classifier(tmp_path)
+    # a string is not a label list (it used to become one label per character), and the
+    # message names the file
+    data["labels"] = "angry"
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match=r"config\.json: labels must be a list"):
+        load_classifier(tmp_path)
 
 
 def test_invalid_files_give_clear_errors(tmp_path: Path) -> None:
     fake = tmp_path / "fake.keras"
     fake.write_text("not a model")
-    with pytest.raises(ModelLoadError, match="fake.keras: not a loadable Keras model"):
+    with pytest.raises(ModelLoadError, match="fake.keras: not a loadable Keras model") as err:
         load_classifier(fake)
+    assert "not found" not in str(err.value)  # the file exists: say what is wrong with it
+    assert "zip archive" in str(err.value)
     with pytest.raises(ModelLoadError, match="no such model"):
         load_classifier(tmp_path / "missing.keras")
     (tmp_path / "dir").mkdir()

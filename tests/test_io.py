@@ -139,6 +139,8 @@ def test_bad_files_raise_one_line_error_naming_the_file(tmp_path: Path, make, me
 def test_directory_and_unsupported_types_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError, match="directory"):
         load_image(tmp_path)
+    with pytest.raises(ImageLoadError, match="empty file name"):  # not "'.' is a directory"
+        load_image("")
     with pytest.raises(ImageLoadError, match="unsupported"):
         load_image(12345)  # type: ignore[arg-type]
     with pytest.raises(ImageLoadError, match="shape"):

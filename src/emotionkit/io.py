@@ -45,6 +45,8 @@ def load_image(source: ImageInput) -> np.ndarray:
             array has an unsupported shape.
     """
     if isinstance(source, (str, Path)):
+        if isinstance(source, str) and not source.strip():
+            raise ImageLoadError(f"empty file name {source!r}; pass the path of an image file")
         return _load_path(Path(source))
     if isinstance(source, (bytes, bytearray)):
         return _decode_bytes(bytes(source), what="image bytes")

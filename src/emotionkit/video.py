@@ -22,8 +22,8 @@ from .tracking import IoUTracker, TrackedFace
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer
 
-__all__ = ["VIDEO_SUFFIXES", "AnnotatedVideoWriter", "VideoError", "VideoFrame",
-           "detect_video", "is_video_source", "read_frames", "video_info"]
+__all__ = ["VIDEO_SUFFIXES", "AnnotatedVideoWriter", "VideoError", "VideoFrame", "VideoInfo",
+           "check_video_output", "detect_video", "is_video_source", "read_frames", "video_info"]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 """File name endings treated as videos by the CLI."""
@@ -216,6 +216,20 @@ def _tracked(recognizer: EmotionRecognizer, tracker: IoUTracker,
         yield VideoFrame(index, seconds, tracker.update(faces), frame)
 
 
+def check_video_output(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if :class:`AnnotatedVideoWriter` can write a
+    video there: a file name ending in ``.mp4``, ``.m4v``, ``.mov``, ``.avi`` or ``.mkv``
+    that is not an existing directory. Raises :class:`VideoError` otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory; name the output video file instead, "
+                         f"e.g. {path / 'annotated.mp4'}")
+    if path.suffix.lower() not in _FOURCC:
+        raise VideoError(f"{path}: cannot write this video type; use "
+                         f"{', '.join(sorted(_FOURCC))}")
+    return path
+
+
 class AnnotatedVideoWriter:
     """Writes frames with each face's box, ``#id label probability`` drawn, to a video file.
 
@@ -231,11 +245,8 @@ class AnnotatedVideoWriter:
     """
 
     def __init__(self, path: str | Path, fps: float) -> None:
-        self.path = Path(path)
+        self.path = check_video_output(path)
         suffix = self.path.suffix.lower()
-        if suffix not in _FOURCC:
-            raise VideoError(f"{self.path}: cannot write this video type; use "
-                             f"{', '.join(sorted(_FOURCC))}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

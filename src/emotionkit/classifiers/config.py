@@ -51,6 +51,11 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple)):
+            raise ModelLoadError(
+                f"labels must be a list of label names such as [\"angry\", \"happy\"], "
+                f"got {self.labels!r}"
+            )
         self.labels = tuple(str(label) for label in self.labels)
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
         if len(set(self.labels)) != len(self.labels) or not self.labels:
@@ -72,7 +77,10 @@ class ModelConfig:
             raise ModelLoadError(f"{path}: not a valid JSON model config ({exc})") from exc
         if not isinstance(data, dict) or "labels" not in data:
             raise ModelLoadError(f"{path}: model config has no 'labels' list")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from exc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

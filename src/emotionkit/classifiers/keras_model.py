@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,11 @@ def _load_keras_model(model_path: Path) -> Any:
         expected = ", ".join(_MODEL_SUFFIXES)
         raise ModelLoadError(
             f"{model_path}: unsupported model file type; expected one of {expected}"
+        )
+    if model_path.suffix.lower() == ".keras" and not zipfile.is_zipfile(model_path):
+        raise ModelLoadError(
+            f"{model_path}: not a loadable Keras model (a .keras file is a zip archive and "
+            f"this one is not: truncated or not a model); download or save it again"
         )
     keras = _import_keras()
     from . import _keras_layers  # noqa: F401 - registers emotionkit's layers for loading

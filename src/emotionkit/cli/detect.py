@@ -77,13 +77,15 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
       emotionkit detect clip.mp4 --format csv --smoothing 0.6 --annotate clip-out.mp4 > rows.csv
     """
     from ..recognizer import EmotionRecognizer
-    from ..video import is_video_source
+    from ..video import check_video_output, is_video_source
 
     videos = [is_video_source(str(item)) for item in inputs]
     if any(videos) and not all(videos):
         fail("cannot mix videos and images in one call; run detect once for each", 2)
     if all(videos) and annotate is not None and len(inputs) > 1:
         fail("--annotate with videos names one output video; give one input video", 2)
+    if all(videos) and annotate is not None:
+        run_or_fail(check_video_output, annotate, exit_code=2)
     if not all(videos) and annotate is not None and annotate.is_file():
         fail(f"--annotate {annotate}: is a file; for images it names a directory", 2)
     if resume and output is None:
@@ -212,8 +214,8 @@ def _recorded_paths(output: Path) -> set[str]:
             kept.append(line)
     if len(kept) < len(lines):
         if retried:
-            click.echo(f"resume: {retried} image(s) that failed in {output} are tried again",
-                       err=True)
+            click.echo(f"resume: {retried} record(s) of failed images removed from {output}; "
+                       "those images, where still given as inputs, are tried again", err=True)
         partial = output.with_name(output.name + ".resume-tmp")
         partial.write_text("".join(kept), encoding="utf-8")
         os.replace(partial, output)

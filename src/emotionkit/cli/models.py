@@ -28,7 +28,7 @@ def list_() -> None:
     rows = [("NAME", "LABELS", "SIZE", "SOURCE", "CACHED")]
     for model in list_hub_models():
         if model.bundled and not model.published:
-            source, cached = f"bundled; updates: {model.spec}", "bundled"
+            source, cached = f"bundled (hub copy {model.spec} not published yet)", "bundled"
         elif model.published:
             source, cached = model.spec, "yes" if is_cached(model.name) else "no"
         else:

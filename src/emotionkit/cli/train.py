@@ -134,6 +134,9 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         options.update(base_weights=base_weights, head_epochs=head_epochs,
                        head_learning_rate=head_learning_rate)
     trainer = run_or_fail(trainer_class, out_dir, arch, **options)
+    if not resume and trainer.has_run:  # before loading the data, which can take a while
+        fail(f"--out {out_dir}: already holds a training run; add --resume to continue it, or "
+             "choose another --out directory")
     if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
         fail("--ferplus applies to a FER2013 csv only")
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,

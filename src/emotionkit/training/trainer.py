@@ -249,6 +249,15 @@ class Trainer:
         return min(int(self._read_state()["epoch"]), self._backed_up_epochs(self.checkpoint_dir))
 
     @property
+    def has_run(self) -> bool:
+        """Whether ``out_dir`` holds a run that :meth:`fit` continues only with ``resume``
+        (and refuses to overwrite without it). A run that failed before its first epoch
+        (e.g. on bad base weights) holds nothing and does not count."""
+        return (self.checkpoint_dir / _STATE_FILE).is_file() and (
+            self._read_state()["epoch"] > 0 or self._backed_up_epochs(self.checkpoint_dir) > 0
+        )
+
+    @property
     def best_score(self) -> float | None:
         """The best validation accuracy (0..1) of the run in ``out_dir`` so far: that of
         the epoch held in ``out_dir/model.keras``. ``None`` if there is no run there (or
@@ -342,11 +351,7 @@ class Trainer:
     def _prepare_out_dir(self, config: ModelConfig) -> dict[str, Any]:
         fresh: dict[str, Any] = {"epoch": 0, "history": {}, "best": None, "best_epoch": 0,
                                  "wait": 0}
-        # a run that failed before its first epoch (e.g. bad base weights) holds nothing
-        has_run = (self.checkpoint_dir / _STATE_FILE).is_file() and (
-            self._read_state()["epoch"] > 0 or self._backed_up_epochs(self.checkpoint_dir) > 0
-        )
-        if has_run and not self.resume:
+        if self.has_run and not self.resume:
             raise TrainingError(
                 f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
                 "continue it or choose another output directory"
