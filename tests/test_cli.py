@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,11 +48,30 @@ def test_help_is_fast_and_does_not_import_tensorflow() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
+TABLE_LINE = re.compile(r"^(?P<path>.+): face (?P<face>\d+) at \((?P<box>\d+(?:, \d+){3})\)"
+                        r"(?: score (?P<score>\d\.\d\d))?: (?P<emotions>.+)$")
+
+
 def test_table_output(photos: Path, brightness_model_dir: Path) -> None:
-    res = run("detect", str(photos / "astronaut.jpg"), "-c", str(brightness_model_dir))
+    res = run("detect", str(photos / "astronaut.jpg"), str(photos / "sub" / "dark.png"),
+              "-c", str(brightness_model_dir))
     assert res.returncode == 0, res.stderr
-    assert "astronaut.jpg: face 0 at" in res.stdout and "bright" in res.stdout
     assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2, res.stdout
+    parsed = [TABLE_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    assert [Path(m["path"]).name for m in parsed] == ["astronaut.jpg", "dark.png"]
+    for m, expected in zip(parsed, ("bright", "dark")):
+        assert m["face"] == "0" and 0 <= float(m["score"]) <= 1
+        assert len(m["box"].split(", ")) == 4
+        emotions = [(label, float(p)) for label, p in
+                    (item.split(" ") for item in m["emotions"].split(", "))]
+        # both labels of the model, most probable first: the top label is the first named
+        assert sorted(label for label, _ in emotions) == ["bright", "dark"]
+        assert emotions[0][0] == expected, m.group(0)
+        assert emotions[0][1] >= emotions[1][1] and emotions[0][1] > 0.5
+        assert sum(p for _, p in emotions) == pytest.approx(1, abs=0.011)
 
 
 def test_json_output_over_a_directory(photos: Path, brightness_model_dir: Path) -> None:

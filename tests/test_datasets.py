@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import FER_CSV, needs_shared
+from conftest import FER_CSV, FERPLUS_CSV, ROOT, needs_shared
 from emotionkit import load_image
 from emotionkit.classifiers import FER_LABELS
 from emotionkit.classifiers.preprocess import faces_to_pixels
@@ -106,12 +108,16 @@ def test_folder_flat_layout_maps_labels_and_splits(tmp_path: Path) -> None:
     assert (len(train), len(val)) == (30, 10)
     assert train.class_counts().tolist() == [15, 15] and val.class_counts().tolist() == [5, 5]
     assert train.pixels.dtype == np.uint8 and train.pixels.shape[1:] == (48, 48, 1)
-    # exactly what inference computes for the same file
-    first = sorted((root / "Happy").iterdir())[0]
-    expected = faces_to_pixels([load_image(first)], (48, 48), 1)[0]
-    index = [i for i, (p, _) in enumerate(ds._files["train"]) if p == first]
-    if index:
-        assert np.array_equal(train.pixels[index[0]], expected)
+    # every file in exactly one split, each image exactly what inference computes for its
+    # file, with its folder's label
+    files = {split: [path for path, _ in ds._files[split]] for split in ("train", "val")}
+    assert sorted(files["train"] + files["val"]) == sorted(root.glob("*/*.*"))
+    for split, data in (("train", train), ("val", val)):
+        assert len(files[split]) == len(data)
+        for path, pixels, target in zip(files[split], data.pixels, data.targets):
+            expected = faces_to_pixels([load_image(path)], (48, 48), 1)[0]
+            assert np.array_equal(pixels, expected), path
+            assert data.labels[target] == {"Happy": "happy", "SADNESS": "sad"}[path.parent.name]
     assert FolderDataset(root, val_fraction=0.25, seed=3).load("val").fingerprint() \
         == val.fingerprint()
     assert FolderDataset(root, val_fraction=0.25, seed=4).load("val").fingerprint() \
@@ -300,3 +306,101 @@ def test_real_fer2013_subset() -> None:
     train = ds.load("Training")
     assert len(train) + ds.skipped <= 300 and len(train) > 200
     assert train.pixels.shape[1:] == (48, 48, 1) and train.fingerprint().startswith("sha256:")
+    # the rows themselves, read here with the csv module: labels are the csv's codes and
+    # pixels the csv's pixel strings, row by row
+    with gzip.open(FER_CSV, "rt", newline="") as f:
+        rows = [row for _, row in zip(range(300), csv.DictReader(f))]
+    assert all(row["Usage"] == "Training" for row in rows) and ds.skipped == 0
+    assert train.targets.tolist() == [int(row["emotion"]) for row in rows]
+    assert train.labels == FER_LABELS
+    for i in (0, 1, 2, 150, 299):
+        expected = np.array(rows[i]["pixels"].split(), dtype=np.uint8).reshape(48, 48)
+        assert np.array_equal(train.pixels[i, :, :, 0], expected), i
+    assert len({train.pixels[i].tobytes() for i in range(len(train))}) > 290  # not one image
+
+
+# FER+ columns named as FER2013 labels, in FER2013 label order
+_FERPLUS_AS_FER = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+_FERPLUS_ALL = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                "contempt", "unknown", "NF")
+
+
+@pytest.fixture(scope="module")
+def real_fer_and_ferplus() -> tuple[list[tuple[int, str]], np.ndarray, list[str]]:
+    """The real ../shared FER2013 rows as (label code, Usage), read with the csv module,
+    and the FER+ file's votes ``(N, 10)`` (columns ``_FERPLUS_ALL``) and Usage values."""
+    if not (FER_CSV.is_file() and FERPLUS_CSV.is_file()):
+        pytest.skip(f"FER2013 / FER+ not found at {FER_CSV.parent}")
+    with gzip.open(FER_CSV, "rt", newline="") as f:
+        fer = [(int(row["emotion"]), row["Usage"]) for row in csv.DictReader(f)]
+    with gzip.open(FERPLUS_CSV, "rt", newline="") as f:
+        plus = list(csv.DictReader(f))
+    votes = np.array([[int(row[c]) for c in _FERPLUS_ALL] for row in plus], dtype=np.int64)
+    return fer, votes, [row["Usage"] for row in plus]
+
+
+def _card_agreement() -> dict[str, str]:
+    """The FER+/FER2013 agreement figures the docs state (as printed, in %)."""
+    card = (ROOT / "docs" / "models" / "fer-cnn.md").read_text(encoding="utf-8")
+    guide = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    m = re.search(r"only (\d+\.\d)% of the `PrivateTest` images \((\d+\.\d)% of `PublicTest`",
+                  card)
+    t = re.search(r"names FER2013's own label for (\d+\.\d)% of the `Training` images", guide)
+    assert m is not None and t is not None, "the docs' FER+ agreement figures are gone"
+    return {"PrivateTest": m.group(1), "PublicTest": m.group(2), "Training": t.group(1)}
+
+
+@needs_shared
+def test_real_ferplus_soft_labels_and_agreement(real_fer_and_ferplus) -> None:
+    """``ferplus_soft_labels`` on the real files: rows aligned with FER2013's, each the
+    annotators' vote shares over the seven labels, and the share of images whose top vote
+    names FER2013's label is the one the docs state (64.2% PrivateTest, 63.8% PublicTest,
+    64.5% Training)."""
+    fer, votes, plus_usage = real_fer_and_ferplus
+    assert len(fer) == len(votes) == 35666
+    assert plus_usage == [usage for _, usage in fer]  # row-aligned: same split, row by row
+    counts = {s: sum(u == s for _, u in fer) for s in ("Training", "PublicTest", "PrivateTest")}
+    assert counts == {"Training": 28518, "PublicTest": 3577, "PrivateTest": 3571}
+    seven = votes[:, [_FERPLUS_ALL.index(c) for c in _FERPLUS_AS_FER]]
+    docs = _card_agreement()
+    ds = Fer2013Csv(FER_CSV)
+    for split in ("PrivateTest", "PublicTest", "Training"):
+        rows = [i for i, (_, usage) in enumerate(fer) if usage == split]
+        codes = np.array([fer[i][0] for i in rows])
+        data = ds.load(split)
+        soft = ds.ferplus_soft_labels(split, FERPLUS_CSV)
+        assert len(data) == counts[split] and data.targets.tolist() == codes.tolist()
+        assert soft.shape == (counts[split], 7) and soft.dtype == np.float32
+        np.testing.assert_allclose(soft.sum(axis=1), 1, atol=1e-6)
+        # independently: vote shares over the seven labels; no such vote -> own label
+        v = seven[rows].astype(np.float64)
+        total = v.sum(axis=1, keepdims=True)
+        expected = np.where(total > 0, v / np.maximum(total, 1), np.eye(7)[codes])
+        np.testing.assert_allclose(soft, expected, atol=1e-6)
+        # top vote (ties: the first in label order) against FER2013's label
+        top = np.where(total[:, 0] > 0, v.argmax(axis=1), codes)
+        agreement = float((top == codes).mean())
+        assert float((soft.argmax(axis=1) == data.targets).mean()) == pytest.approx(agreement)
+        assert f"{100 * agreement:.1f}" == docs[split], split
+
+
+@needs_shared
+def test_real_ferplus_majority_labels(real_fer_and_ferplus) -> None:
+    """``Fer2013Csv(ferplus=...)`` on the real files: targets are the FER+ majority vote over
+    the eight emotions; rows with a tie or an unknown / not-a-face top vote are left out."""
+    fer, votes, _ = real_fer_and_ferplus
+    top = votes.max(axis=1)
+    emotions = votes[:, :8]
+    clear = (top > 0) & ((emotions == top[:, None]).sum(axis=1) == 1) & (
+        votes[:, 8:].max(axis=1) < top)
+    label_of = [canonical_label(c) for c in _FERPLUS_ALL[:8]]
+    ds = Fer2013Csv(FER_CSV, ferplus=FERPLUS_CSV)
+    assert ds.labels == FERPLUS_LABELS
+    for split in ("PrivateTest", "PublicTest"):
+        rows = [i for i, (_, usage) in enumerate(fer) if usage == split and clear[i]]
+        data = ds.load(split)
+        assert len(data) == len(rows)
+        expected = [FERPLUS_LABELS.index(label_of[int(emotions[i].argmax())]) for i in rows]
+        assert data.targets.tolist() == expected
+    assert ds.skipped == int((~clear).sum())
+    assert len(ds.load("PrivateTest")) == 3373  # of 3,571: 198 without a clear majority

@@ -17,10 +17,18 @@ pytest.importorskip("ray.data")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    yield ray
-    ray.shutdown()
+    """A new Ray instance of this test's own: ``address="local"`` never attaches to a
+    cluster named by RAY_ADDRESS or to another local instance already running (both would
+    run the test somewhere else, with other CPUs and files); RAY_ADDRESS is also cleared
+    so that no process of the instance finds it."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("RAY_ADDRESS", raising=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 def test_detect_dataset_from_bytes_and_paths(local_ray, tmp_path: Path,

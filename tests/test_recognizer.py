@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -71,6 +77,8 @@ def test_batch_matches_single_calls(rec, astronaut_bgr) -> None:
               scaled(astronaut_bgr, 0.5)]
     batch = rec.detect_batch(images)
     assert [len(b) for b in batch] == [1, 0, 1]
+    with pytest.raises(TypeError, match=r"list of images.*use detect\(\)"):
+        rec.detect_batch("photo.jpg")  # one path: not a batch of one-character names
     for image, faces in zip(images, batch):
         single = rec.detect(image)
         for a, b in zip(single, faces):
@@ -139,22 +147,79 @@ def test_bundled_default_reads_a_real_photo_offline(monkeypatch: pytest.MonkeyPa
     assert faces[0].top_emotion == "happy"  # Eileen Collins smiles in this NASA portrait
 
 
-@needs_shared
-def test_bundled_model_on_real_privatetest_rows() -> None:
-    """The first 600 PrivateTest rows of FER2013 (never seen in training or selection)."""
-    import gzip
+def _card_privatetest_figures() -> dict:
+    """The PrivateTest figures docs/models/fer-cnn.md states for the bundled model, as
+    printed there: accuracy (%), macro-F1, the per-class table and the confusion matrix."""
+    text = (ROOT / "docs" / "models" / "fer-cnn.md").read_text(encoding="utf-8")
+    headline = re.search(r"^\| \*\*fer-cnn\*\* \| \*\*(\d+\.\d+)%\*\* \| "
+                         r"\*\*(\d\.\d+)\*\* \|$", text, re.MULTILINE)
+    assert headline is not None, "the card's headline row is gone"
+    per_class_section = text.split("Per class (PrivateTest, no TTA):", 1)[1].split(
+        "Confusion matrix", 1)[0]
+    per_class = {
+        m[0]: m[1:] for m in re.findall(
+            r"^\| (\w+) \| (\d\.\d{3}) \| (\d\.\d{3}) \| (\d\.\d{3}) \| (\d+) \|$",
+            per_class_section, re.MULTILINE)
+    }
+    block = text.split("Confusion matrix (rows: true label", 1)[1].split("```text\n", 1)[1]
+    rows = block.split("```", 1)[0].strip().splitlines()[1:]
+    confusion = {row.split()[0]: [int(v) for v in row.split()[1:]] for row in rows}
+    return {"accuracy": headline.group(1), "macro_f1": headline.group(2),
+            "per_class": per_class, "confusion": confusion}
 
-    pixels, codes = [], []
-    with gzip.open(FER_CSV, "rt") as f:
-        next(f)
-        for line in f:
-            code, values, usage = line.rstrip("\n").split(",")
-            if usage == "PrivateTest":
-                pixels.append(np.array(values.split(), dtype=np.uint8).reshape(48, 48))
-                codes.append(int(code))
-                if len(codes) == 600:
+
+@pytest.fixture(scope="module")
+def privatetest_report() -> dict:
+    """``emotionkit evaluate FER2013 --classifier fer-cnn --split PrivateTest --format json``
+    on the real ../shared csv (all 3,571 PrivateTest rows), run as a user runs it."""
+    if not FER_CSV.is_file():
+        pytest.skip(f"FER2013 not found at {FER_CSV}")
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    res = subprocess.run(
+        [sys.executable, "-m", "emotionkit", "evaluate", str(FER_CSV), "--classifier",
+         "fer-cnn", "--split", "PrivateTest", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    report: dict = json.loads(res.stdout)
+    return report
+
+
+@needs_shared
+def test_model_card_figures_are_what_evaluate_reports(privatetest_report) -> None:
+    """docs/models/fer-cnn.md's PrivateTest results, to the precision printed there, are
+    exactly what ``emotionkit evaluate`` gives for the bundled model on the real split."""
+    report = privatetest_report
+    card = _card_privatetest_figures()
+    assert report["n"] == 3571 and report["labels"] == list(FER_LABELS)
+    assert f"{100 * report['accuracy']:.2f}" == card["accuracy"]  # 67.40 (%)
+    assert f"{report['macro_f1']:.4f}" == card["macro_f1"]  # 0.6633
+    assert sorted(card["per_class"]) == sorted(FER_LABELS)
+    for label, (precision, recall, f1, support) in card["per_class"].items():
+        got = report["per_class"][label]
+        assert [f"{got[k]:.3f}" for k in ("precision", "recall", "f1")] == [
+            precision, recall, f1], label
+        assert got["support"] == int(support), label
+    assert list(card["confusion"]) == list(FER_LABELS)  # rows: true label, in label order
+    assert list(card["confusion"].values()) == report["confusion_matrix"]
+
+
+@needs_shared
+def test_recognizer_scores_real_rows_as_evaluate_does() -> None:
+    """The first 600 PrivateTest rows of FER2013 (never seen in training or selection),
+    given to ``EmotionRecognizer(detector="none")`` as plain 48x48 grayscale crops: the
+    probabilities are the ones ``emotionkit evaluate`` scores for the same images (the
+    classifier's ``predict_pixels`` on the dataset's pixels)."""
+    pixels = []
+    with gzip.open(FER_CSV, "rt", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["Usage"] == "PrivateTest":
+                pixels.append(np.array(row["pixels"].split(), dtype=np.uint8).reshape(48, 48))
+                if len(pixels) == 600:
                     break
-    probs = EmotionRecognizer(detector="none").classify(pixels)
-    accuracy = float((probs.argmax(axis=1) == np.array(codes)).mean())
-    # 67.4% on the whole split (docs/models/fer-cnn.md); chance is 14%, "always happy" 25%
-    assert accuracy > 0.6, accuracy
+    rec = EmotionRecognizer(detector="none")
+    probs = rec.classify(pixels)
+    assert probs.shape == (600, len(FER_LABELS))
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # evaluate's dataset rows: (N, 48, 48, 1) uint8 pixels as in the csv
+    expected = rec.classifier.predict_pixels(np.stack(pixels)[..., None])
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

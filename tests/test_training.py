@@ -88,11 +88,40 @@ def test_fit_writes_a_loadable_model_dir(faces, tmp_path: Path) -> None:
     assert clf.labels == rec.labels
 
 
-def test_resume_after_crash_continues_at_next_epoch(faces, tmp_path: Path) -> None:
+def test_resume_after_crash_continues_at_next_epoch(
+    faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, train, val = faces
     out = tmp_path / "run"
+    # (event, epoch index, the inference model's weights, optimizer step) at each epoch's
+    # begin and end, recorded by the run's own per-epoch callback
+    events: list[tuple[str, int, list[np.ndarray], int]] = []
+    run_state = trainer_module._RunState
+    begin, end = run_state.on_epoch_begin, run_state.on_epoch_end
+
+    def record(event: str, callback, epoch: int) -> None:
+        events.append((event, epoch, [w.copy() for w in callback.inner.get_weights()],
+                       int(callback.model.optimizer.iterations)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        record("begin", self, epoch)
+        begin(self, epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        end(self, epoch, logs)
+        record("end", self, epoch)
+
+    monkeypatch.setattr(run_state, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(run_state, "on_epoch_end", on_epoch_end)
     with killed_at_epoch(3), pytest.raises(KeyboardInterrupt):
         _trainer(out, epochs=4).fit(train, val)
+    assert [(e[0], e[1]) for e in events] == [("begin", 0), ("end", 0), ("begin", 1),
+                                             ("end", 1)]
+    initial, after_epoch_2, steps_done = events[0][2], events[-1][2], events[-1][3]
+    assert steps_done == 2 * -(-len(train) // 8)
+    # training moved the weights, so "the same as after epoch 2" below says something
+    assert not all(np.array_equal(a, b) for a, b in zip(initial, after_epoch_2))
+    events.clear()
     before = json.loads((out / "checkpoint" / "state.json").read_text())
     assert before["epoch"] == 2
     assert _trainer(out).epochs_done == 2 and _trainer(tmp_path / "none").epochs_done == 0
@@ -111,6 +140,14 @@ def test_resume_after_crash_continues_at_next_epoch(faces, tmp_path: Path) -> No
     assert history["loss"][:2] == before["history"]["loss"]
     # the resumed epochs start from the checkpoint, not from scratch
     assert history["accuracy"][2] >= history["accuracy"][0] - 0.05
+    # ... exactly: epoch 3 begins with the weights and optimizer step epoch 2 ended with
+    assert [(e[0], e[1]) for e in events] == [("begin", 2), ("end", 2), ("begin", 3),
+                                             ("end", 3)]
+    resumed, resumed_step = events[0][2], events[0][3]
+    assert len(resumed) == len(after_epoch_2)
+    for restored, saved in zip(resumed, after_epoch_2):
+        np.testing.assert_array_equal(restored, saved)
+    assert resumed_step == steps_done
 
 
 def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path) -> None:
@@ -183,8 +220,9 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     assert ModelConfig.read(out / "config.json").extra["training"]["arch_options"]["widths"] \
         == [8, 16]
     again = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1"])
-    assert again.exit_code == 1 and "--resume" in again.output
-    assert "Traceback" not in again.output
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert again.output == (f"error: --out {out}: already holds a training run; add --resume "
+                            "to continue it, or choose another --out directory\n")
     result = runner.invoke(main, ["evaluate", str(root), "--classifier", str(out),
                                   "--format", "json"])
     assert result.exit_code == 0, result.output

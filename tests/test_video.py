@@ -145,7 +145,11 @@ def test_unreadable_and_truncated_videos(rec, face_video: Path, tmp_path: Path) 
     with pytest.raises(VideoError, match="not a readable video"):
         list(rec.detect_video(bad))
     with pytest.raises(VideoError, match="no such video file"):
-        list(rec.detect_video(tmp_path / "missing.avi"))
+        rec.detect_video(tmp_path / "missing.avi")  # at the call, not at the first frame
+    with pytest.raises(ValueError, match="every_n"):
+        rec.detect_video(face_video, every_n=0)
+    with pytest.raises(ValueError, match="smoothing"):
+        rec.detect_video(face_video, smoothing=1.0)
     data = face_video.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
@@ -224,6 +228,14 @@ def test_cli_annotated_video_path_errors(face_video: Path, brightness_model_dir:
     res = run_cli("detect", str(face_video), "--annotate", str(face_video))
     assert res.returncode == 2 and "is one of the inputs" in res.stderr
     assert face_video.read_bytes() == before
+    # a type the writer cannot make, or a directory: refused before the video is read
+    (tmp_path / "vdir").mkdir()
+    for target, message in ((tmp_path / "out.gif", "cannot write this video type; use .avi"),
+                            (tmp_path / "vdir", "is a directory; name the output video file")):
+        res = run_cli("detect", str(face_video), "-c", str(brightness_model_dir),
+                      "--format", "csv", "--annotate", str(target))
+        assert res.returncode == 2 and res.stdout == "", res.stderr
+        assert res.stderr.count("\n") == 1 and message in res.stderr
 
 
 def test_an_existing_file_named_like_a_camera_index_is_a_file(
@@ -241,22 +253,62 @@ def test_an_existing_file_named_like_a_camera_index_is_a_file(
     assert is_video_source("2025")  # no such file: still a camera index
 
 
+def _read_from(fd: int, enough, deadline: float) -> bytes:
+    """Bytes from pipe ``fd`` in small reads until ``enough(data)`` or end of file (a read
+    that returns nothing); fails after ``deadline`` (``time.monotonic()``)."""
+    import select
+    import time
+
+    data = b""
+    while not enough(data):
+        assert time.monotonic() < deadline, f"timed out; read so far: {data!r}"
+        if select.select([fd], [], [], 1.0)[0]:
+            chunk = os.read(fd, 512)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
 def test_ctrl_c_keeps_rows_written_so_far(astronaut_bgr: np.ndarray, brightness_model_dir: Path,
                                           tmp_path: Path) -> None:
+    import time
+
     long_video = _write_video(tmp_path / "long.avi", _frames(astronaut_bgr, 400))
     env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
     out = tmp_path / "ann.avi"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emotionkit", "detect", str(long_video), "-c",
-         str(brightness_model_dir), "--format", "csv", "--annotate", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    lines = [proc.stdout.readline() for _ in range(4)]  # header + 3 rows
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # The rows go to a pipe that the test stops reading after the first three, shrunk to
+    # one page where the OS allows it (Linux): the run blocks on its output a few dozen
+    # frames in, so it cannot reach the last frame (400 rows of ~100 bytes) before SIGINT
+    # arrives, however fast the machine.
+    read_end, write_end = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    except (ImportError, AttributeError, OSError):
+        pass
+    with open(tmp_path / "stderr.txt", "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emotionkit", "detect", str(long_video), "-c",
+             str(brightness_model_dir), "--format", "csv", "--annotate", str(out)],
+            stdout=write_end, stderr=err_file, env=env)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 120
+        head = _read_from(read_end, lambda d: d.count(b"\n") >= 4, deadline)  # header + 3
+        assert head.count(b"\n") >= 4, (head, (tmp_path / "stderr.txt").read_text())
+        proc.send_signal(signal.SIGINT)
+        rest = _read_from(read_end, lambda d: False, deadline)  # to the end of the output
+        assert proc.wait(timeout=60) == 130, (tmp_path / "stderr.txt").read_text()
+    finally:
+        os.close(read_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = (tmp_path / "stderr.txt").read_text()
     assert "interrupted" in err and "Traceback" not in err
-    rows = list(csv.DictReader(io.StringIO("".join(lines) + rest)))
+    rows = list(csv.DictReader(io.StringIO((head + rest).decode())))
     assert 3 <= len(rows) < 400
     assert [int(r["frame"]) for r in rows] == list(range(len(rows)))
     cap = cv2.VideoCapture(str(out))

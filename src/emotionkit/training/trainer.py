@@ -351,7 +351,8 @@ class Trainer:
     def _prepare_out_dir(self, config: ModelConfig) -> dict[str, Any]:
         fresh: dict[str, Any] = {"epoch": 0, "history": {}, "best": None, "best_epoch": 0,
                                  "wait": 0}
-        if self.has_run and not self.resume:
+        has_run = self.has_run
+        if has_run and not self.resume:
             raise TrainingError(
                 f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
                 "continue it or choose another output directory"
