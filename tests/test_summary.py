@@ -83,3 +83,10 @@ def test_cut_off_row_and_unwritable_plot_type_are_one_line_errors(rows_csv: Path
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.output.splitlines()[-1].startswith("error: ")
     assert "use a .png file name" in res.output
+    afile = tmp_path / "afile"
+    afile.write_text("a regular file")
+    res = CliRunner().invoke(main, ["summary", str(rows_csv), "--plot", str(afile / "t.png")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.splitlines()[-1] == (f"error: {afile / 't.png'}: cannot write the plot "
+                                           "(a folder on its path is a file); choose another "
+                                           "--plot path")

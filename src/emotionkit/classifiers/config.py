@@ -84,6 +84,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """A config from a ``config.json`` mapping; unknown keys go to :attr:`extra`.
+
+        Raises:
+            ModelLoadError: a field has a wrong type or value.
+        """
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         kwargs = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known}
@@ -93,6 +98,7 @@ class ModelConfig:
             raise ModelLoadError(f"invalid model config: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready mapping written to ``config.json`` (:attr:`extra` merged in)."""
         data = asdict(self)
         extra = data.pop("extra")
         data["labels"] = list(self.labels)

@@ -122,13 +122,17 @@ def _plot(tracks: list[_Track], labels: list[str], out: Path) -> None:
         ax.set_ylabel("probability")
         ax.set_title(f"{Path(track.path).name}: face #{track.face_id}", fontsize=10)
     axes[-1, 0].set_xlabel("time (s)")
-    axes[0, 0].legend(loc="upper right", fontsize=8, ncol=min(len(labels), 7))
+    # beside the first panel, not on it: the curves near 1.0 stay visible
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
+    except (FileExistsError, NotADirectoryError):
+        fail(f"{out}: cannot write the plot (a folder on its path is a file); choose "
+             "another --plot path")
     except OSError as exc:
-        fail(f"{out}: cannot write the plot ({exc.strerror})")
+        fail(f"{out}: cannot write the plot ({exc.strerror}); choose another --plot path")
     except ValueError as exc:  # matplotlib: a file type it cannot write
         fail(f"{out}: cannot write the plot ({exc}); use a .png file name")
     finally:

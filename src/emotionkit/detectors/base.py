@@ -23,7 +23,11 @@ class FaceDetector(Protocol):
     :class:`~emotionkit.results.Detection` per face, boxes in pixels of that image.
     """
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]: ...
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in a BGR ``uint8`` image ``(H, W, 3)``; boxes are ``(x, y, w, h)`` pixels
+        inside the image. Order is the detector's own (built-ins: largest or surest
+        first); ``[]`` when there is no face."""
+        ...
 
 
 def bundled_model_path(filename: str) -> Path:

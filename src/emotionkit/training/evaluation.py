@@ -46,22 +46,27 @@ class EvaluationReport:
 
     @property
     def accuracy(self) -> float:
+        """Share of images whose predicted label is the true one (0..1)."""
         return float(np.trace(self.confusion) / max(self.n, 1))
 
     @property
     def support(self) -> np.ndarray:
+        """Images per true label, in :attr:`labels` order."""
         return self.confusion.sum(axis=1)
 
     @property
     def precision(self) -> np.ndarray:
+        """Per label: correct predictions of it / all predictions of it (0 if none)."""
         return _safe_div(np.diag(self.confusion), self.confusion.sum(axis=0))
 
     @property
     def recall(self) -> np.ndarray:
+        """Per label: correct predictions of it / its images (0 if none)."""
         return _safe_div(np.diag(self.confusion), self.support)
 
     @property
     def f1(self) -> np.ndarray:
+        """Per label: harmonic mean of precision and recall (0 where both are 0)."""
         p, r = self.precision, self.recall
         return _safe_div(2 * p * r, p + r)
 
@@ -92,6 +97,7 @@ class EvaluationReport:
         }
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON text (what ``evaluate --format json`` prints)."""
         return json.dumps(self.to_dict(), indent=2)
 
     def to_text(self) -> str:
