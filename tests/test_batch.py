@@ -107,7 +107,8 @@ def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: P
     again = run_cli("detect", str(photo_dir), "-c", model, "--detector", "haar",
                     "--format", "jsonl", "-o", str(out), "--resume", "-q")
     assert again.returncode == 1, again.stderr
-    assert "1 image(s) that failed" in again.stderr and "6 of 7 images already" in again.stderr
+    assert "resume: 1 record(s) of failed images removed" in again.stderr
+    assert "6 of 7 images already" in again.stderr
     assert _jsonl(out) == [r for r in records if r is not broken] + [broken]
 
 

@@ -95,7 +95,7 @@ def test_resume_retries_the_images_that_failed(tmp_path: Path, astronaut_bgr: np
             "-o", str(out))
     assert run_cli(*args).returncode == 1
     again = run_cli(*args, "--resume")  # still broken: tried again, still an error
-    assert again.returncode == 1 and "1 image(s) that failed" in again.stderr
+    assert again.returncode == 1 and "resume: 1 record(s) of failed images removed" in again.stderr
     cv2.imwrite(str(root / "later.jpg"), astronaut_bgr)  # fixed: the next resume succeeds
     res = run_cli(*args, "--resume")
     assert res.returncode == 0, res.stderr
