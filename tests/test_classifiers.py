@@ -139,3 +139,71 @@ def test_config_round_trip_keeps_extra_fields(tmp_path: Path) -> None:
     cfg.write(tmp_path)
     again = ModelConfig.read(tmp_path / "config.json")
     assert again == cfg
+
+
+def _layer_types(model) -> list[str]:
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def test_bundled_model_predicts_through_a_folded_copy(astronaut_bgr: np.ndarray) -> None:
+    """The bundled fer-cnn (real batch-norm statistics): the inference copy has no batch
+    normalisation left and gives the original model's probabilities on real face crops;
+    the classifier's ``model`` is the original."""
+    from emotionkit.classifiers._fold import fold_batch_norms
+    from emotionkit.classifiers.bundled import bundled_fer_cnn_dir
+    from emotionkit.classifiers.preprocess import faces_to_pixels, pixels_to_input
+
+    clf = load_classifier(bundled_fer_cnn_dir())
+    folded = fold_batch_norms(clf.model)
+    assert "BatchNormalization" in _layer_types(clf.model)
+    assert "BatchNormalization" not in _layer_types(folded)
+    assert len(folded.weights) < len(clf.model.weights)
+    faces = [astronaut_bgr[y:y + 200, x:x + 200] for y in (20, 60, 100) for x in (120, 160)]
+    x = pixels_to_input(faces_to_pixels(faces, clf.input_size, clf.config.channels,
+                                        clf.config.color_order), clf.config)
+    original = np.asarray(clf.model(x, training=False))
+    np.testing.assert_allclose(np.asarray(folded(x, training=False)), original, atol=1e-5)
+    np.testing.assert_allclose(clf.predict(faces), original, atol=1e-5)
+
+
+def test_only_batch_norms_after_a_convolution_of_their_own_are_folded(
+    astronaut_bgr: np.ndarray,
+) -> None:
+    """A convolution whose output is also read elsewhere, a batch norm after a dense
+    layer, and a capped ReLU stay as they are; the rest folds; outputs are unchanged."""
+    import keras
+
+    from emotionkit.classifiers._fold import fold_batch_norms
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((48, 48, 1))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    a = keras.layers.BatchNormalization(name="a_bn")(a)
+    a = keras.layers.ReLU(name="a_relu")(a)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(a)  # read by b_bn and the add
+    b_bn = keras.layers.BatchNormalization(name="b_bn")(b)
+    x = keras.layers.Add(name="add")([b, b_bn])
+    c = keras.layers.Conv2D(8, 3, padding="same", name="c")(x)
+    c = keras.layers.BatchNormalization(name="c_bn")(c)
+    c = keras.layers.ReLU(max_value=6.0, name="c_relu6")(c)
+    x = keras.layers.GlobalAveragePooling2D()(c)
+    x = keras.layers.Dense(4, name="d")(x)
+    x = keras.layers.BatchNormalization(name="d_bn")(x)
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # statistics as after training, not the initial 0 and 1
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.normal(0, 1, beta.shape),
+                               rng.normal(0, 1, mean.shape), rng.uniform(0.2, 3, var.shape)])
+    folded = fold_batch_norms(model)
+    kinds = {layer.name: type(layer).__name__ for layer in folded.layers}
+    assert [kinds[n] for n in ("a_bn", "a_relu", "b_bn", "c_bn", "c_relu6", "d_bn")] == [
+        "Identity", "Identity", "BatchNormalization", "Identity", "ReLU",
+        "BatchNormalization"]
+    assert folded.get_layer("a").get_config()["activation"] == "relu"
+    assert folded.get_layer("c").get_config()["activation"] == "linear"
+    gray = astronaut_bgr[:, :, 1]
+    x = np.stack([gray[y:y + 48, x:x + 48] for y in (30, 90) for x in (150, 200)])
+    x = (x[..., None] / 255.0).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), atol=1e-5)

