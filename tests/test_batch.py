@@ -70,8 +70,10 @@ def test_keep_images_and_bad_arguments(photo_dir: Path, brightness_model_dir: Pa
     # bad arguments and unknown names raise at the call, before anything is asked for
     with pytest.raises(ValueError, match="workers"):
         iter_detect_paths([path], classifier=brightness_model_dir, workers=0)
-    with pytest.raises(UnknownPluginError, match="no-such-detector"):
-        iter_detect_paths([path], detector="no-such-detector", classifier=brightness_model_dir)
+    for workers in (1, 2):
+        with pytest.raises(UnknownPluginError, match="no-such-detector"):
+            iter_detect_paths([path], detector="no-such-detector",
+                              classifier=brightness_model_dir, workers=workers)
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -24,6 +24,7 @@ from emotionkit.training import FolderDataset, evaluate_predictions
 from emotionkit.training import trainer as trainer_module
 from emotionkit.training.trainer import class_weights, oversample_index
 from test_datasets import face_crops, write_face_folders
+from test_evaluate import _MeanBrightness
 from test_training import _trainer
 
 
@@ -352,18 +353,6 @@ def test_cli_train_ferplus_on_a_folder_is_a_one_line_error(tmp_path: Path) -> No
 
 
 # -- emotionkit evaluate: --tta without support, partly shared labels --------------------
-
-
-class _MeanBrightness:
-    """A plain classifier: labels and predict() on BGR crops, no predict_pixels (TTA)."""
-
-    labels = ("bright", "dark")
-    input_size = (48, 48)
-    crop_margin = 0.0
-
-    def predict(self, faces):
-        bright = np.array([float(f.mean() > 100) for f in faces])
-        return np.stack([bright, 1 - bright], axis=1)
 
 
 def _lit_faces(root: Path, counts: dict[str, int]) -> Path:

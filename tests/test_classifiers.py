@@ -154,13 +154,13 @@ def test_bundled_model_predicts_through_a_folded_copy(astronaut_bgr: np.ndarray)
     from emotionkit.classifiers.preprocess import faces_to_pixels, pixels_to_input
 
     clf = load_classifier(bundled_fer_cnn_dir())
-    folded = fold_batch_norms(clf.model)
-    assert "BatchNormalization" in _layer_types(clf.model)
-    assert "BatchNormalization" not in _layer_types(folded)
-    assert len(folded.weights) < len(clf.model.weights)
     faces = [astronaut_bgr[y:y + 200, x:x + 200] for y in (20, 60, 100) for x in (120, 160)]
     x = pixels_to_input(faces_to_pixels(faces, clf.input_size, clf.config.channels,
                                         clf.config.color_order), clf.config)
+    folded = fold_batch_norms(clf.model, x[:2])
+    assert "BatchNormalization" in _layer_types(clf.model)
+    assert "BatchNormalization" not in _layer_types(folded)
+    assert len(folded.weights) < len(clf.model.weights)
     original = np.asarray(clf.model(x, training=False))
     np.testing.assert_allclose(np.asarray(folded(x, training=False)), original, atol=1e-5)
     np.testing.assert_allclose(clf.predict(faces), original, atol=1e-5)
@@ -196,14 +196,52 @@ def test_only_batch_norms_after_a_convolution_of_their_own_are_folded(
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.normal(0, 1, beta.shape),
                                rng.normal(0, 1, mean.shape), rng.uniform(0.2, 3, var.shape)])
-    folded = fold_batch_norms(model)
+    gray = astronaut_bgr[:, :, 1]
+    x = np.stack([gray[y:y + 48, x:x + 48] for y in (30, 90) for x in (150, 200)])
+    x = (x[..., None] / 255.0).astype(np.float32)
+    folded = fold_batch_norms(model, x)
     kinds = {layer.name: type(layer).__name__ for layer in folded.layers}
     assert [kinds[n] for n in ("a_bn", "a_relu", "b_bn", "c_bn", "c_relu6", "d_bn")] == [
         "Identity", "Identity", "BatchNormalization", "Identity", "ReLU",
         "BatchNormalization"]
     assert folded.get_layer("a").get_config()["activation"] == "relu"
     assert folded.get_layer("c").get_config()["activation"] == "linear"
-    gray = astronaut_bgr[:, :, 1]
-    x = np.stack([gray[y:y + 48, x:x + 48] for y in (30, 90) for x in (150, 200)])
-    x = (x[..., None] / 255.0).astype(np.float32)
     np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_a_folded_copy_that_changes_the_outputs_is_not_used(
+    astronaut_bgr: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The check batch catches a wrong fold (here: kernels 10% too large): the original
+    model is used and a warning says so; a mixed-precision convolution is not folded."""
+    import keras
+
+    from emotionkit.classifiers import _fold
+    from emotionkit.classifiers.bundled import bundled_fer_cnn_dir
+    from emotionkit.classifiers.preprocess import faces_to_pixels, pixels_to_input
+
+    clf = load_classifier(bundled_fer_cnn_dir())
+    faces = [astronaut_bgr[60:260, 140:340], astronaut_bgr[100:300, 100:300]]
+    x = pixels_to_input(faces_to_pixels(faces, (48, 48), 1, "rgb"), clf.config)
+    right = _fold._folded_weights
+    monkeypatch.setattr(_fold, "_folded_weights",
+                        lambda conv, bn: [right(conv, bn)[0] * 1.1, right(conv, bn)[1]])
+    with caplog.at_level("WARNING", logger="emotionkit"):
+        assert _fold.fold_batch_norms(clf.model, x) is clf.model
+    assert "batch-norm folding changed the outputs" in caplog.text
+    monkeypatch.undo()
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((48, 48, 1))
+        y = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        y = keras.layers.BatchNormalization(name="bn")(y)
+        y = keras.layers.GlobalAveragePooling2D()(y)
+        mixed = keras.Model(inputs, keras.layers.Dense(2, dtype="float32")(y))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="emotionkit"):
+        assert _fold.fold_batch_norms(mixed, x) is mixed
+    assert caplog.text == ""  # skipped: not tried and rejected

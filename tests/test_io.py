@@ -193,7 +193,9 @@ def test_to_gray_and_to_bgr_convert_like_load_image(astronaut_bgr: np.ndarray) -
             convert(np.zeros((5, 5), np.complex128))
 
 
-def test_draw_faces_needs_a_bgr_uint8_image(astronaut_bgr: np.ndarray) -> None:
+def test_draw_faces_converts_images_to_bgr_and_refuses_non_images(
+    astronaut_bgr: np.ndarray,
+) -> None:
     from emotionkit import Face
     from emotionkit.annotate import draw_faces
 
@@ -201,10 +203,15 @@ def test_draw_faces_needs_a_bgr_uint8_image(astronaut_bgr: np.ndarray) -> None:
     drawn = draw_faces(astronaut_bgr, [face])
     assert drawn.dtype == np.uint8 and (drawn != astronaut_bgr).any()
     assert tuple(drawn[125, 177]) == (0, 200, 0)  # the box's left edge, in green
-    bad = [astronaut_bgr.astype(np.float64) / 255.0, cv2.cvtColor(astronaut_bgr,
-           cv2.COLOR_BGR2GRAY), cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA),
-           np.zeros((0, 0, 3), np.uint8), astronaut_bgr.tolist()]
-    for image in bad:
-        with pytest.raises(ImageLoadError, match=r"draw_faces\(\): expected a BGR uint8 image "
-                           r"of shape \(H, W, 3\), got .*emotionkit.load_image"):
-            draw_faces(image, [face])  # type: ignore[arg-type]
+    assert tuple(astronaut_bgr[125, 177]) != (0, 200, 0)  # the input is not drawn on
+    # gray, BGRA and float images give a BGR copy whose box is green too (on a gray or
+    # BGRA array OpenCV would draw it black or transparent)
+    for image in (cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY),
+                  cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA),
+                  astronaut_bgr.astype(np.float64) / 255.0):
+        other = draw_faces(image, [face])
+        assert other.shape == astronaut_bgr.shape and other.dtype == np.uint8
+        assert tuple(other[125, 177]) == (0, 200, 0)
+    for bad in (np.zeros((0, 0, 3), np.uint8), astronaut_bgr.tolist()):
+        with pytest.raises(ImageLoadError, match=r"draw_faces\(\): (empty|expected a numpy)"):
+            draw_faces(bad, [face])  # type: ignore[arg-type]

@@ -79,6 +79,10 @@ def test_batch_matches_single_calls(rec, astronaut_bgr) -> None:
     assert [len(b) for b in batch] == [1, 0, 1]
     with pytest.raises(TypeError, match=r"list of images.*use detect\(\)"):
         rec.detect_batch("photo.jpg")  # one path: not a batch of one-character names
+    with pytest.raises(TypeError, match=r"not one array of shape \(512, 512, 3\)"):
+        rec.detect_batch(astronaut_bgr)  # one image: not a batch of 512 one-row images
+    stacked = rec.detect_batch(np.stack([astronaut_bgr, astronaut_bgr]))  # (N, H, W, C)
+    assert [len(faces) for faces in stacked] == [1, 1]
     for image, faces in zip(images, batch):
         single = rec.detect(image)
         for a, b in zip(single, faces):
@@ -223,3 +227,7 @@ def test_recognizer_scores_real_rows_as_evaluate_does() -> None:
     # evaluate's dataset rows: (N, 48, 48, 1) uint8 pixels as in the csv
     expected = rec.classifier.predict_pixels(np.stack(pixels)[..., None])
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+    # both run the classifier's batch-norm-folded copy: it gives the saved model's outputs
+    scaled = np.stack(pixels)[..., None].astype(np.float32) * rec.classifier.config.pixel_scale
+    original = np.asarray(rec.classifier.model(scaled, training=False))
+    np.testing.assert_allclose(probs, original, atol=1e-5)

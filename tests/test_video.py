@@ -361,6 +361,17 @@ def test_variable_frame_rate_video_keeps_its_times(
     assert [float(r["time"]) for r in rows] == pytest.approx(times, abs=0.002)
 
 
+def test_opencv_without_cap_prop_pts_reads_videos(face_video: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV 4.10 and older (allowed by the requirements) have no CAP_PROP_PTS: a video
+    is still read whole, times from the file, no start offset."""
+    from emotionkit.video import read_frames
+
+    monkeypatch.delattr(cv2, "CAP_PROP_PTS")
+    times = [t for _, t, _ in read_frames(face_video)]
+    assert times == pytest.approx([i / FPS for i in range(N_FRAMES)], abs=0.002)
+
+
 def test_video_starting_after_time_zero_is_whole(
     rec, tmp_path: Path, astronaut_bgr: np.ndarray
 ) -> None:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageLoadError
+from .io import to_bgr
 from .results import Face
 
 __all__ = ["draw_faces"]
@@ -17,24 +18,22 @@ _TEXT_BGR = (255, 255, 255)
 
 
 def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
-    """A copy of ``image_bgr`` with each face's box and ``"label 0.87"`` drawn on it.
+    """A BGR ``uint8`` copy of ``image_bgr`` with each face's box and ``"label 0.87"``
+    drawn on it.
 
-    ``image_bgr`` must be a BGR ``uint8`` array of shape ``(H, W, 3)``, as
-    :func:`emotionkit.load_image` returns and ``cv2.VideoCapture`` gives.
+    ``image_bgr`` is a BGR ``uint8`` array ``(H, W, 3)``, as :func:`emotionkit.load_image`
+    returns and ``cv2.VideoCapture`` gives; other arrays ``load_image`` takes (grayscale,
+    BGRA, float in ``[0, 1]``, 16-bit) are converted to BGR first, so the boxes keep their
+    colour.
 
     Raises:
-        ImageLoadError: ``image_bgr`` is not such an array (float, grayscale, BGRA, empty
-            ...); convert it with :func:`emotionkit.load_image` first.
+        ImageLoadError: ``image_bgr`` is not an image array (not a numpy array, empty, or
+            an unsupported shape or dtype).
     """
-    if (not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8
-            or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0):
-        what = (f"{image_bgr.dtype} array of shape {image_bgr.shape}"
-                if isinstance(image_bgr, np.ndarray) else type(image_bgr).__name__)
-        raise ImageLoadError(
-            f"draw_faces(): expected a BGR uint8 image of shape (H, W, 3), got a {what}; "
-            "convert it with emotionkit.load_image(image) first"
-        )
-    out = image_bgr.copy()
+    try:
+        out = np.array(to_bgr(image_bgr), copy=True)
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"draw_faces(): {exc}") from None
     thickness = max(1, round(min(out.shape[:2]) / 300))
     scale = max(0.4, min(out.shape[:2]) / 900)
     for face in faces:

@@ -136,12 +136,14 @@ def iter_detect_paths(
     worker processes start with the first result asked for.
     """
     from .recognizer import EmotionRecognizer
-    from .registry import resolve_detector
+    from .registry import _detectors, resolve_detector
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if workers > 1 and isinstance(detector, str):
+        _detectors.check(detector)  # the workers create it; an unknown name fails here
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)

@@ -5,8 +5,10 @@ dataset, a missing or invalid model, an unknown name, a failed training run) der
 :class:`EmotionKitError`, so callers (and the CLI) can report it as one line without a
 traceback. Subclasses for one area live beside their code: ``emotionkit.video.VideoError``,
 ``emotionkit.training.DatasetError`` and ``emotionkit.training.TrainingError``. Invalid
-*arguments* from the calling program (a negative batch size, a confidence outside 0..1,
-a wrong type) raise Python's ``ValueError`` / ``TypeError``, as in the standard library.
+*arguments* from the calling program (a recognizer ``batch_size`` below 1, a detector
+confidence outside 0..1, a wrong type) raise Python's ``ValueError`` / ``TypeError``, as
+in the standard library; the trainers' options are the exception: ``Trainer(...)`` reports
+them as ``TrainingError``, like the other problems of a training run.
 """
 
 from __future__ import annotations

@@ -74,12 +74,15 @@ class EmotionRecognizer:
 
         Raises :class:`~emotionkit.errors.ImageLoadError` for an unreadable image; load
         images with :func:`emotionkit.io.load_image` first to handle them one by one.
-        ``images`` is a list (or other iterable) of images; one path or bytes object is a
-        ``TypeError`` (use :meth:`detect`).
+        ``images`` is a list (or other iterable) of images, or an ``(N, H, W, C)`` array;
+        one path, bytes object or image array is a ``TypeError`` (use :meth:`detect`).
         """
-        if isinstance(images, (str, bytes, os.PathLike)):
-            raise TypeError(f"detect_batch takes a list of images, not one {type(images).__name__}"
-                            f" ({str(images)[:80]!r}); use detect() for one image")
+        if isinstance(images, (str, bytes, os.PathLike)) or (
+                isinstance(images, np.ndarray) and images.ndim < 4):
+            what = (f"array of shape {images.shape}" if isinstance(images, np.ndarray)
+                    else f"{type(images).__name__} ({str(images)[:80]!r})")
+            raise TypeError(f"detect_batch takes a list of images, not one {what}; "
+                            "use detect() for one image")
         arrays = [load_image(img) for img in images]
         detections = [self.detector.detect(arr) for arr in arrays]
         margin = self.crop_margin

@@ -179,8 +179,12 @@ def _start_offset(cap: cv2.VideoCapture, fps: float) -> float:
     """Seconds from the container's time 0 to the first frame (e.g. a clip cut out of a
     longer ``.mkv`` without re-timing): OpenCV's ``CAP_PROP_PTS`` of the first frame, which
     FFmpeg gives in frame intervals; 0 where the backend does not report it. Frame times
-    count from the first frame, the header's duration from time 0."""
-    pts = float(cap.get(cv2.CAP_PROP_PTS))
+    count from the first frame, the header's duration from time 0. OpenCV 4.10 and older
+    have no ``CAP_PROP_PTS``: 0 there."""
+    prop = getattr(cv2, "CAP_PROP_PTS", None)
+    if prop is None:
+        return 0.0
+    pts = float(cap.get(prop))
     return pts / fps if pts > 0 and fps > 0 else 0.0
 
 

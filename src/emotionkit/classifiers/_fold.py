@@ -24,13 +24,14 @@ log = logging.getLogger("emotionkit")
 _CHECK_TOLERANCE = 1e-3  # largest output difference accepted between model and copy
 
 
-def fold_batch_norms(model: Any) -> Any:
+def fold_batch_norms(model: Any, check_input: np.ndarray) -> Any:
     """An inference copy of ``model`` with each foldable ``BatchNormalization`` merged
-    into the ``Conv2D`` before it (and a plain ``ReLU`` after it into the convolution's
-    activation); ``model`` itself when there is nothing to fold, when it is not a
-    functional model, or when the copy's outputs on a test batch differ from the
-    model's by more than ``1e-3``. Only the model's own layers are looked at, not those
-    of nested models. Training must use the original: the copy has no batch statistics.
+    into the float32 ``Conv2D`` before it (and a plain ``ReLU`` after it into the
+    convolution's activation); ``model`` itself when there is nothing to fold, when it is
+    not a functional model, or when the copy's outputs on ``check_input`` (a small batch
+    of what the model is fed) differ from the model's by more than ``1e-3``. Only the
+    model's own layers are looked at, not those of nested models. Training must use the
+    original: the copy has no batch statistics.
     """
     import keras
 
@@ -55,6 +56,8 @@ def fold_batch_norms(model: Any) -> Any:
     folds: dict[str, tuple[Any, Any]] = {}  # conv name -> (batch norm, relu or None)
     for name, layer in layers.items():
         if type(layer) is not keras.layers.Conv2D or layer.data_format != "channels_last":
+            continue
+        if layer.dtype_policy.compute_dtype != "float32":  # rounding would exceed the check
             continue
         if layer.get_config()["activation"] != "linear":
             continue
@@ -91,7 +94,7 @@ def fold_batch_norms(model: Any) -> Any:
                 layer.set_weights(_folded_weights(layers[layer.name], folds[layer.name][0]))
             elif layer.weights and layer.name not in merged:
                 layer.set_weights(layers[layer.name].get_weights())
-        if not _same_outputs(model, copy):
+        if not _same_outputs(model, copy, check_input):
             log.warning("%s: batch-norm folding changed the outputs; using the model as is",
                         model.name)
             return model
@@ -135,12 +138,8 @@ def _folded_weights(conv: Any, bn: Any) -> list[np.ndarray]:
             ((bias - mean) * scale + beta).astype(kernel.dtype)]
 
 
-def _same_outputs(model: Any, copy: Any) -> bool:
-    """Whether ``copy`` gives ``model``'s outputs on a small fixed random batch."""
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or None in shape[1:]:
-        return False
-    x = np.random.default_rng(0).uniform(0.0, 1.0, (2, *shape[1:])).astype(np.float32)
+def _same_outputs(model: Any, copy: Any, x: np.ndarray) -> bool:
+    """Whether ``copy`` gives ``model``'s outputs on the batch ``x``."""
     expected = np.asarray(model(x, training=False), dtype=np.float32)
     got = np.asarray(copy(x, training=False), dtype=np.float32)
     return expected.shape == got.shape and bool(

@@ -36,16 +36,17 @@ class KerasClassifier:
         batch_size: largest batch sent to the model in one call.
 
     Use :func:`load_classifier` to build one from a file or directory. Predictions run on
-    an inference copy of ``model`` in which batch normalisation is folded into the
-    convolutions before it (same probabilities up to float rounding, ~20% faster on a CPU);
-    ``model`` itself is left as it is.
+    an inference copy of ``model`` in which each batch normalisation right after a float32
+    ``Conv2D`` is folded into it (same probabilities up to float rounding, ~20% faster on
+    a CPU); ``model`` itself is left as it is.
     """
 
     def __init__(self, model: Any, config: ModelConfig, batch_size: int = 256) -> None:
         self.model = model
         self.config = config
         self.batch_size = batch_size
-        self._predict_fn = _compile_predict(fold_batch_norms(model), config)
+        self._predict_fn = _compile_predict(fold_batch_norms(model, _check_batch(config)),
+                                            config)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -228,6 +229,14 @@ def _compile_predict(model: Any, config: ModelConfig) -> Callable[[np.ndarray], 
 
         return jax.jit(lambda x: model(x, training=False))
     return lambda x: model(x, training=False)
+
+
+def _check_batch(config: ModelConfig) -> np.ndarray:
+    """Two fixed random faces as the model is fed them (``config``'s size, channels and
+    pixel scaling), to check an inference copy against the model."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, *config.input_size, config.channels), dtype=np.uint8)
+    return pixels_to_input(pixels, config)
 
 
 def _as_probabilities(out: np.ndarray) -> np.ndarray:
