@@ -214,3 +214,135 @@ def test_mediapipe_detect_after_close_is_an_error(astronaut_bgr: np.ndarray) -> 
     other.close()
     with pytest.raises(EmotionKitError, match="closed"):
         other.detect(astronaut_bgr)
+
+
+# --- options and order on real photos ----------------------------------------------------
+
+def _two_heads(astronaut_bgr: np.ndarray, *, small_left: bool) -> tuple[np.ndarray, dict]:
+    """A 640x480 canvas holding the astronaut's head twice: 240 px tall and 0.6 x that.
+    Returns the canvas and the region ``(x, y, w, h)`` of each head, keys big/small."""
+    import cv2
+
+    head = astronaut_bgr[20:260, 120:340]  # 240 x 220
+    small = cv2.resize(head, (132, 144), interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    big_x, small_x = (410, 10) if small_left else (10, 498)
+    canvas[120:360, big_x:big_x + 220] = head
+    canvas[168:312, small_x:small_x + 132] = small
+    return canvas, {"big": (big_x, 120, 220, 240), "small": (small_x, 168, 132, 144)}
+
+
+def _inside(box, region) -> bool:
+    x, y, w, h = box
+    rx, ry, rw, rh = region
+    return rx <= x + w / 2 <= rx + rw and ry <= y + h / 2 <= ry + rh
+
+
+def test_haar_min_size_larger_than_the_face_finds_nothing(astronaut_bgr: np.ndarray) -> None:
+    """The astronaut's face is about 95 px wide: a smallest size above that finds no face,
+    one below it (and the default) still finds it."""
+    (default,) = create_detector("haar").detect(astronaut_bgr)
+    assert iou(default.box, ASTRONAUT_FACE) > 0.6
+    (below,) = create_detector("haar", min_size=(80, 80)).detect(astronaut_bgr)
+    assert iou(below.box, default.box) > 0.8
+    assert create_detector("haar", min_size=(120, 120)).detect(astronaut_bgr) == []
+    # min_size is (width, height): a tall narrow minimum larger than the face's height too
+    assert create_detector("haar", min_size=(40, 130)).detect(astronaut_bgr) == []
+
+
+def test_haar_more_min_neighbors_never_gives_more_faces(astronaut_bgr: np.ndarray) -> None:
+    """Few neighbours keep the cascade's false positives on the astronaut photo (the flag,
+    the suit); more neighbours drop them and keep the real face."""
+    counts = [len(create_detector("haar", min_neighbors=n).detect(astronaut_bgr))
+              for n in (0, 1, 3, 5, 10)]
+    assert counts == sorted(counts, reverse=True), counts
+    assert counts[0] > 10 and counts[1] >= 2 and counts[-1] == 1, counts
+    (sure,) = create_detector("haar", min_neighbors=10).detect(astronaut_bgr)
+    assert iou(sure.box, ASTRONAUT_FACE) > 0.6
+
+
+def test_mediapipe_min_confidence_is_compared_with_the_score(astronaut_bgr: np.ndarray) -> None:
+    """A face is kept when min_confidence is just below its score, dropped just above."""
+    (face,) = create_detector("mediapipe").detect(astronaut_bgr)  # default 0.5
+    assert face.score is not None and 0.55 < face.score < 0.97
+    (kept,) = create_detector("mediapipe", min_confidence=face.score - 0.03).detect(
+        astronaut_bgr)
+    assert iou(kept.box, face.box) > 0.9 and kept.score == pytest.approx(face.score, abs=0.01)
+    assert create_detector("mediapipe", min_confidence=face.score + 0.03).detect(
+        astronaut_bgr) == []
+
+
+@pytest.mark.parametrize("small_left", [True, False], ids=["small-left", "small-right"])
+def test_haar_gives_the_largest_face_first(astronaut_bgr: np.ndarray, small_left: bool) -> None:
+    canvas, heads = _two_heads(astronaut_bgr, small_left=small_left)
+    found = create_detector("haar").detect(canvas)
+    assert len(found) == 2, found
+    areas = [d.box[2] * d.box[3] for d in found]
+    assert areas[0] > areas[1]
+    assert _inside(found[0].box, heads["big"]) and _inside(found[1].box, heads["small"])
+
+
+@pytest.mark.parametrize("clean_left", [True, False], ids=["clean-left", "clean-right"])
+def test_mediapipe_gives_the_surest_face_first(astronaut_bgr: np.ndarray,
+                                               clean_left: bool) -> None:
+    """Two heads of the same size, one under heavy noise: the clean one scores higher and
+    comes first, wherever it is in the image."""
+    import cv2
+
+    head = cv2.resize(astronaut_bgr[20:260, 120:340], (205, 224), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).normal(0, 40, head.shape)
+    noisy = np.clip(head + noise, 0, 255).astype(np.uint8)
+    canvas = np.full((240, 480, 3), 90, np.uint8)
+    left, right = (head, noisy) if clean_left else (noisy, head)
+    canvas[8:232, 10:215] = left
+    canvas[8:232, 265:470] = right
+    clean_region = (10, 8, 205, 224) if clean_left else (265, 8, 205, 224)
+    found = create_detector("mediapipe").detect(canvas)
+    assert len(found) == 2, found
+    assert found[0].score > found[1].score + 0.05, [d.score for d in found]
+    assert _inside(found[0].box, clean_region) and not _inside(found[1].box, clean_region)
+
+
+MEDIAPIPE_LANDMARKS = {"right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear",
+                       "left_ear"}
+
+
+def test_mediapipe_landmarks_are_named_and_placed_on_the_face(astronaut_bgr: np.ndarray) -> None:
+    """docs/usage.md: MediaPipe gives right_eye, left_eye, nose_tip, mouth_center, right_ear,
+    left_ear, the subject's own right and left (the subject's right is the image's left)."""
+    (det,) = create_detector("mediapipe").detect(astronaut_bgr)
+    points = det.landmarks
+    assert set(points) == MEDIAPIPE_LANDMARKS
+    x, y, w, h = det.box
+    for name in ("right_eye", "left_eye", "nose_tip", "mouth_center"):
+        px, py = points[name]
+        assert x < px < x + w and y < py < y + h, (name, points[name], det.box)
+    for name in ("right_ear", "left_ear"):  # ears lie on the box's sides (+-15 % of w)
+        px, py = points[name]
+        assert x - 0.15 * w < px < x + 1.15 * w and y < py < y + h, (name, points[name])
+    eyes_y = max(points["right_eye"][1], points["left_eye"][1])
+    assert eyes_y < points["nose_tip"][1] < points["mouth_center"][1]
+    assert (points["right_ear"][0] < points["right_eye"][0] < points["nose_tip"][0]
+            < points["left_eye"][0] < points["left_ear"][0])
+
+
+def test_mediapipe_landmarks_follow_the_face_in_a_wide_frame(
+    astronaut_bgr: np.ndarray, frame_640x480: np.ndarray, brightness_model_dir
+) -> None:
+    """In the 640x480 frame the astronaut's face sits 80 px right and 40 px down of where it
+    is in the 512x512 photo: every landmark moves by that much (keypoints are scaled by the
+    frame's own width and height; the model sees a different picture, so give or take
+    10 px, 15 for the ears). A recognizer's Face carries the same landmarks."""
+    from emotionkit import EmotionRecognizer
+
+    (photo,) = create_detector("mediapipe").detect(astronaut_bgr)
+    rec = EmotionRecognizer(detector="mediapipe", classifier=brightness_model_dir)
+    (face,) = rec.detect(frame_640x480)
+    assert set(face.landmarks) == MEDIAPIPE_LANDMARKS
+    for name, (px, py) in photo.landmarks.items():
+        fx, fy = face.landmarks[name]
+        slack = 15 if name.endswith("_ear") else 10  # the ears move most between pictures
+        assert fx - px == pytest.approx(80, abs=slack), (name, fx, px)
+        assert fy - py == pytest.approx(40, abs=slack), (name, fy, py)
+    as_json = face.to_dict()["landmarks"]
+    assert as_json["mouth_center"] == [round(v, 2) for v in face.landmarks["mouth_center"]]

@@ -146,3 +146,174 @@ def test_register_by_python_call(astronaut_bgr) -> None:
         _detectors.unregister("top-left")
         _classifiers.unregister("constant")
     assert "top-left" not in emotionkit.list_detectors()
+
+
+# --- precedence: run-time registrations, then entry points, then built-ins ------------------
+
+@pytest.fixture
+def restore_registries():
+    """Put the run-time registrations back as they were (the API has no public unregister)."""
+    from emotionkit.registry import _classifiers, _detectors
+
+    saved = dict(_detectors._registered), dict(_classifiers._registered)
+    yield
+    _detectors._registered.clear()
+    _detectors._registered.update(saved[0])
+    _classifiers._registered.clear()
+    _classifiers._registered.update(saved[1])
+
+
+def test_registered_detector_shadows_a_builtin_until_unregistered(
+    astronaut_bgr, brightness_model_dir: Path, restore_registries
+) -> None:
+    """``overwrite`` guards earlier run-time registrations only: a built-in name can be
+    taken without it, and the registration wins over the built-in (docs/plugins.md)."""
+    from emotionkit import create_detector, list_detectors
+    from emotionkit.detectors import HaarDetector, MediaPipeDetector, WholeImageDetector
+    from emotionkit.registry import _detectors
+
+    assert isinstance(create_detector("haar"), HaarDetector)
+    register_detector("haar", MediaPipeDetector)  # a built-in name: no overwrite needed
+    assert list_detectors().count("haar") == 1 and list_detectors() == sorted(list_detectors())
+    shadow = create_detector("haar", min_confidence=0.7)  # options go to the factory
+    assert isinstance(shadow, MediaPipeDetector) and shadow.min_confidence == 0.7
+    faces = EmotionRecognizer(detector="haar", classifier=brightness_model_dir).detect(
+        astronaut_bgr)
+    assert len(faces) == 1 and faces[0].score is not None  # Haar gives no score
+    assert set(faces[0].landmarks) >= {"right_eye", "left_eye"}
+
+    with pytest.raises(ValueError, match="'haar' is already registered; pass overwrite=True"):
+        register_detector("haar", WholeImageDetector)
+    assert isinstance(create_detector("haar"), MediaPipeDetector)  # the refusal changed nothing
+    register_detector("haar", WholeImageDetector, overwrite=True)
+    assert [d.box for d in create_detector("haar").detect(astronaut_bgr)] == [(0, 0, 512, 512)]
+
+    _detectors.unregister("haar")
+    builtin = create_detector("haar")
+    assert isinstance(builtin, HaarDetector)
+    (found,) = builtin.detect(astronaut_bgr)
+    assert found.score is None and "haar" in list_detectors()
+
+
+def test_registered_classifier_shadows_the_default_until_unregistered(
+    astronaut_bgr, brightness_model_dir: Path, restore_registries
+) -> None:
+    from emotionkit import FER_LABELS, list_classifiers, resolve_classifier
+    from emotionkit.classifiers.keras_model import load_classifier
+    from emotionkit.registry import _classifiers
+
+    register_classifier("fer-cnn", lambda: load_classifier(brightness_model_dir))
+    register_classifier("brightness-test", lambda: load_classifier(brightness_model_dir))
+    names = list_classifiers()
+    assert names.count("fer-cnn") == 1 and "brightness-test" in names
+    rec = EmotionRecognizer()  # classifier="fer-cnn", the default: the registered one
+    assert rec.labels == ("bright", "dark")
+    (face,) = rec.detect(astronaut_bgr)
+    assert face.top_emotion in ("bright", "dark")
+    assert resolve_classifier("brightness-test").labels == ("bright", "dark")
+
+    _classifiers.unregister("fer-cnn")
+    _classifiers.unregister("brightness-test")
+    assert "brightness-test" not in list_classifiers() and "fer-cnn" in list_classifiers()
+    with pytest.raises(emotionkit.UnknownPluginError, match="brightness-test"):
+        resolve_classifier("brightness-test")
+    assert resolve_classifier("fer-cnn").labels == FER_LABELS  # the bundled model again
+
+
+SHADOW_PLUGIN = '''
+"""A plugin distribution whose entry points take built-in names."""
+from emotionkit import Detection
+
+
+class LeftHalfDetector:
+    """Reports the left half of the image as the face."""
+
+    def detect(self, image_bgr):
+        h, w = image_bgr.shape[:2]
+        return [Detection(box=(0, 0, w // 2, h), score=0.5)]
+
+
+class MeanLevelClassifier:
+    """'light' vs 'dark' from the mean pixel value of the crop."""
+
+    labels = ("light", "dark")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        import numpy as np
+        light = np.array([f.mean() / 255.0 for f in faces])
+        return np.stack([light, 1.0 - light], axis=1)
+'''
+
+
+@pytest.fixture
+def shadow_site(tmp_path: Path, monkeypatch) -> Path:
+    """An installed distribution (dist-info on sys.path) with entry points named ``none``
+    (a built-in detector) and ``fer-cnn`` (the built-in classifier); off sys.path again by
+    ``monkeypatch.undo()``."""
+    site = tmp_path / "site"
+    info = site / "emotionkit_shadow_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "shadow_plugin_for_tests.py").write_text(SHADOW_PLUGIN)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: emotionkit-shadow-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[emotionkit.detectors]\nnone = shadow_plugin_for_tests:LeftHalfDetector\n\n"
+        "[emotionkit.classifiers]\nfer-cnn = shadow_plugin_for_tests:MeanLevelClassifier\n")
+    monkeypatch.delitem(sys.modules, "shadow_plugin_for_tests", raising=False)
+    return site
+
+
+class _Constant:
+    labels = ("calm", "excited")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        return np.tile([0.25, 0.75], (len(faces), 1))
+
+
+def test_entry_point_shadows_the_builtin_classifier_and_registration_the_entry_point(
+    shadow_site: Path, monkeypatch, restore_registries
+) -> None:
+    """docs/plugins.md: run-time registrations, then entry points, then built-ins; each
+    falls back to the next when removed."""
+    from emotionkit import FER_LABELS, create_classifier, list_classifiers
+    from emotionkit.registry import _classifiers
+
+    monkeypatch.syspath_prepend(str(shadow_site))
+    assert list_classifiers().count("fer-cnn") == 1
+    assert create_classifier("fer-cnn").labels == ("light", "dark")  # the entry point
+    register_classifier("fer-cnn", _Constant)
+    assert create_classifier("fer-cnn").labels == ("calm", "excited")  # the registration
+    _classifiers.unregister("fer-cnn")
+    assert create_classifier("fer-cnn").labels == ("light", "dark")  # the entry point again
+    monkeypatch.undo()  # the distribution is off sys.path
+    assert create_classifier("fer-cnn").labels == FER_LABELS  # the bundled model
+
+
+def test_entry_point_shadows_a_builtin_detector(
+    shadow_site: Path, astronaut_bgr, monkeypatch, restore_registries
+) -> None:
+    from emotionkit import create_detector, list_detectors
+    from emotionkit.registry import _detectors
+
+    def boxes() -> list[tuple[int, int, int, int]]:
+        return [d.box for d in create_detector("none").detect(astronaut_bgr)]
+
+    assert boxes() == [(0, 0, 512, 512)]  # the built-in: the whole image
+    monkeypatch.syspath_prepend(str(shadow_site))
+    assert list_detectors().count("none") == 1
+    register_detector("none", _TopLeftQuarter)
+    assert boxes() == [(0, 0, 256, 256)]  # the run-time registration
+    _detectors.unregister("none")
+    assert boxes() == [(0, 0, 256, 512)]  # the entry point
+    monkeypatch.undo()
+    assert boxes() == [(0, 0, 512, 512)]
+
+
+class _TopLeftQuarter:
+    def detect(self, image_bgr):
+        h, w = image_bgr.shape[:2]
+        return [emotionkit.Detection(box=(0, 0, w // 2, h // 2), score=None)]

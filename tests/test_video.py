@@ -407,3 +407,73 @@ def test_annotation_label_stays_inside_the_image(box: tuple[int, int, int, int])
         return int(np.all(out == 255, axis=2).sum())  # white text on a black canvas
 
     assert text_pixels(box) >= text_pixels((200, 200, 40, 40)) > 50
+
+
+# --- detect VIDEO: table, jsonl and json rows ----------------------------------------------
+
+VIDEO_ROW_KEYS = {"path", "frame", "time", "face_id", "box", "score", "emotions",
+                  "top_emotion", "landmarks"}
+_TABLE_ROW = re.compile(
+    r"(?P<path>.+): frame (?P<frame>\d+) \((?P<time>\d+\.\d\d) s\): face #(?P<face_id>\d+) "
+    r"at \((?P<box>\d+, \d+, \d+, \d+)\) score (?P<score>[01]\.\d\d): "
+    r"(?P<top>\w+) (?P<p1>[01]\.\d\d), (?P<second>\w+) (?P<p2>[01]\.\d\d)")
+
+
+@pytest.fixture(scope="module")
+def api_frames(rec, face_video: Path) -> dict:
+    """The Python API's frames of ``face_video`` (every frame), by index."""
+    return {frame.index: frame for frame in rec.detect_video(face_video)}
+
+
+def _rows(fmt: str, stdout: str) -> list[dict]:
+    """``detect VIDEO`` output as dicts: JSON rows as they are, table lines parsed."""
+    if fmt == "json":
+        rows = json.loads(stdout)  # the whole output is one JSON document: a list
+        assert isinstance(rows, list)
+        return rows
+    lines = stdout.splitlines()
+    if fmt == "jsonl":
+        return [json.loads(line) for line in lines]
+    rows = []
+    for line in lines:
+        match = _TABLE_ROW.fullmatch(line)
+        assert match, line
+        top, second = match["top"], match["second"]
+        rows.append({"path": match["path"], "frame": int(match["frame"]),
+                     "time": float(match["time"]), "face_id": int(match["face_id"]),
+                     "box": [int(v) for v in match["box"].split(", ")],
+                     "score": float(match["score"]), "top_emotion": top,
+                     "emotions": {top: float(match["p1"]), second: float(match["p2"])}})
+    return rows
+
+
+@pytest.mark.parametrize(("fmt", "every_n"),
+                         [("jsonl", 1), ("jsonl", 2), ("json", 2), ("table", 2)])
+def test_cli_video_rows_per_face_per_frame(fmt: str, every_n: int, face_video: Path,
+                                           brightness_model_dir: Path, api_frames) -> None:
+    """One row per face per processed frame, with the frame's index in the video (not
+    renumbered by --every-n), its time, the face id and the face the Python API finds in
+    that frame (docs/video.md)."""
+    from emotionkit.tracking import iou
+
+    res = run_cli("detect", str(face_video), "-c", str(brightness_model_dir), "--format", fmt,
+                  "--every-n", str(every_n))
+    assert res.returncode == 0, res.stderr
+    rows = _rows(fmt, res.stdout)
+    assert len(rows) == N_FRAMES // every_n
+    assert [r["frame"] for r in rows] == list(range(0, N_FRAMES, every_n))
+    for row in rows:
+        if fmt != "table":
+            assert set(row) == VIDEO_ROW_KEYS, row
+            assert set(row["landmarks"]) >= {"right_eye", "left_eye", "mouth_center"}
+        frame = api_frames[row["frame"]]
+        (face,) = frame.faces
+        assert row["path"] == str(face_video) and row["face_id"] == 0
+        assert row["time"] == pytest.approx(row["frame"] / FPS, abs=0.006)
+        assert iou(tuple(row["box"]), face.box) > 0.9, (row, face.box)
+        assert row["score"] == pytest.approx(face.score, abs=0.02)
+        assert row["top_emotion"] == face.top_emotion
+        for label, p in row["emotions"].items():
+            assert p == pytest.approx(face.emotions[label], abs=0.03), (row, face.emotions)
+    assert rows[0]["top_emotion"] == "bright" and rows[-1]["top_emotion"] == "dark"
+    assert rows[-1]["box"][0] - rows[0]["box"][0] > 100  # the face moves right

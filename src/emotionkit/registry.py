@@ -95,7 +95,11 @@ class _Registry(Generic[T]):
         return self.factory(name)(**kwargs)
 
     def _entry_points(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=self.group)}
+        """Installed plugins by name. emotionkit's own entry points (its built-ins, declared
+        for discovery by other tools) are left out, so that another distribution's plugin
+        of the same name takes precedence over the built-in whatever the install order."""
+        return {ep.name: ep for ep in entry_points(group=self.group)
+                if ep.value != self._builtins.get(ep.name)}
 
 
 def _import_object(spec: str) -> Any:
