@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -53,3 +55,17 @@ def detector_input(image: Any, detector: str, *, gray: bool = False) -> np.ndarr
         return to_bgr(image)
     except ImageLoadError as exc:
         raise ImageLoadError(f"{detector}.detect(): {exc}") from None
+
+
+def _number_option(detector: str, name: str, value: Any, ok: Callable[[float], bool],
+                   expected: str) -> float:
+    """A detector option ``value`` as a float; ``ValueError`` naming the detector, the
+    option and ``expected`` if it is not a number or ``ok(number)`` is false (NaN never
+    passes a comparison)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number) or not ok(number):
+        raise ValueError(f"{detector}: {name} must be {expected}, got {value!r}")
+    return number

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import bundled_model_path, detector_input
+from .base import _number_option, bundled_model_path, detector_input
 
 __all__ = ["HaarDetector"]
 
@@ -49,7 +49,9 @@ class HaarDetector:
         self.cascade_path = Path(cascade_path) if cascade_path else bundled_model_path(
             _DEFAULT_CASCADE
         )
-        self.scale_factor = _check_scale_factor(scale_factor)
+        self.scale_factor = _number_option(
+            "HaarDetector", "scale_factor", scale_factor, lambda v: 1.0 < v < math.inf,
+            "a number > 1 (e.g. 1.1)")
         self.min_neighbors = _check_int("min_neighbors", min_neighbors, minimum=0)
         self.min_size = _check_min_size(min_size)
         if not hasattr(cv2, "CascadeClassifier"):
@@ -92,18 +94,6 @@ class HaarDetector:
             f"HaarDetector(scale_factor={self.scale_factor}, "
             f"min_neighbors={self.min_neighbors}, min_size={self.min_size})"
         )
-
-
-def _check_scale_factor(value: Any) -> float:
-    try:
-        factor = float(value)
-    except (TypeError, ValueError):
-        factor = math.nan
-    if not (math.isfinite(factor) and factor > 1.0):
-        raise ValueError(
-            f"HaarDetector: scale_factor must be a number > 1 (e.g. 1.1), got {value!r}"
-        )
-    return factor
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

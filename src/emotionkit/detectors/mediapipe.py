@@ -14,7 +14,6 @@ a 128x128 input, so this loses nothing.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 import weakref
@@ -26,7 +25,7 @@ import numpy as np
 from ..errors import EmotionKitError, ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import bundled_model_path, detector_input
+from .base import _number_option, bundled_model_path, detector_input
 
 __all__ = ["MediaPipeDetector"]
 
@@ -62,10 +61,9 @@ class MediaPipeDetector:
         min_suppression_threshold: float = 0.3,
     ) -> None:
         self.model_path = Path(model_path) if model_path else bundled_model_path(_DEFAULT_MODEL)
-        self.min_confidence = _check_unit("min_confidence", min_confidence)
-        self.min_suppression_threshold = _check_unit(
-            "min_suppression_threshold", min_suppression_threshold
-        )
+        self.min_confidence = _unit_option("min_confidence", min_confidence)
+        self.min_suppression_threshold = _unit_option(
+            "min_suppression_threshold", min_suppression_threshold)
         self._detector = _create_detector(
             self.model_path, self.min_confidence, self.min_suppression_threshold
         )
@@ -125,17 +123,9 @@ class MediaPipeDetector:
         return f"MediaPipeDetector(min_confidence={self.min_confidence})"
 
 
-def _check_unit(name: str, value: float) -> float:
-    """``value`` as a float, or a ValueError if it is not a number in ``[0, 1]``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0.0 <= number <= 1.0:  # also refuses NaN
-        raise ValueError(
-            f"MediaPipeDetector: {name} must be a number in [0, 1], got {value!r}"
-        )
-    return number
+def _unit_option(name: str, value: Any) -> float:
+    return _number_option("MediaPipeDetector", name, value, lambda v: 0.0 <= v <= 1.0,
+                          "a number in [0, 1]")
 
 
 def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
