@@ -18,18 +18,7 @@ import pytest
 import emotionkit
 from emotionkit import EmotionRecognizer, register_classifier, register_detector
 
-PLUGIN_SOURCE = '''
-"""A tiny emotionkit plugin distribution used by the test-suite."""
-from emotionkit import Detection
-
-
-class CenterDetector:
-    """Reports the central half of the image as the face."""
-
-    def detect(self, image_bgr):
-        h, w = image_bgr.shape[:2]
-        return [Detection(box=(w // 4, h // 4, w // 2, h // 2), score=1.0)]
-
+_LIGHT_DARK_CLASSIFIER = '''
 
 class BrightnessClassifier:
     """'light' vs 'dark' from the mean pixel value of the crop."""
@@ -43,6 +32,21 @@ class BrightnessClassifier:
         light = np.array([f.mean() / 255.0 for f in faces])
         return np.stack([light, 1.0 - light], axis=1)
 '''
+"""The classifier of both test plugin distributions (module source text)."""
+
+PLUGIN_SOURCE = '''
+"""A tiny emotionkit plugin distribution used by the test-suite."""
+from emotionkit import Detection
+
+
+class CenterDetector:
+    """Reports the central half of the image as the face."""
+
+    def detect(self, image_bgr):
+        h, w = image_bgr.shape[:2]
+        return [Detection(box=(w // 4, h // 4, w // 2, h // 2), score=1.0)]
+
+''' + _LIGHT_DARK_CLASSIFIER
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -232,19 +236,7 @@ class LeftHalfDetector:
         h, w = image_bgr.shape[:2]
         return [Detection(box=(0, 0, w // 2, h), score=0.5)]
 
-
-class MeanLevelClassifier:
-    """'light' vs 'dark' from the mean pixel value of the crop."""
-
-    labels = ("light", "dark")
-    input_size = (48, 48)
-    crop_margin = 0.0
-
-    def predict(self, faces):
-        import numpy as np
-        light = np.array([f.mean() / 255.0 for f in faces])
-        return np.stack([light, 1.0 - light], axis=1)
-'''
+''' + _LIGHT_DARK_CLASSIFIER
 
 
 @pytest.fixture
@@ -260,7 +252,7 @@ def shadow_site(tmp_path: Path, monkeypatch) -> Path:
         "Metadata-Version: 2.1\nName: emotionkit-shadow-plugin\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[emotionkit.detectors]\nnone = shadow_plugin_for_tests:LeftHalfDetector\n\n"
-        "[emotionkit.classifiers]\nfer-cnn = shadow_plugin_for_tests:MeanLevelClassifier\n")
+        "[emotionkit.classifiers]\nfer-cnn = shadow_plugin_for_tests:BrightnessClassifier\n")
     monkeypatch.delitem(sys.modules, "shadow_plugin_for_tests", raising=False)
     return site
 
