@@ -2,6 +2,7 @@
 
 Sessions:
     tests-3.10 ... tests-3.13   the test-suite (slow tests excluded; ``-- -m slow`` for them)
+    tests_jax                   the test-suite on Keras's JAX backend (not in the default run)
     lint                        ruff
     typecheck                   mypy on src/
     bench                       latency/throughput table (benchmarks/bench.py)
@@ -43,6 +44,13 @@ def tests(session: nox.Session) -> None:
     """Install the package (not editable) with its test and ray extras and run pytest."""
     session.install(".[test,ray]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=CURRENT)
+def tests_jax(session: nox.Session) -> None:
+    """The test-suite with ``KERAS_BACKEND=jax`` (the backend of GPU training runs)."""
+    session.install(".[test,jax]")
+    session.run("pytest", *session.posargs, env={"KERAS_BACKEND": "jax"})
 
 
 @nox.session(python=CURRENT)

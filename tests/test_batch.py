@@ -80,6 +80,19 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _assert_same_records(got: list[dict], expected: list[dict]) -> None:
+    """Equal records; probabilities to 1e-5 (a face classified in another batch gets
+    results that differ in the 6th decimal on some backends, e.g. JAX on CPU)."""
+    def without_probabilities(record: dict) -> dict:
+        return {**record, "faces": [{**f, "emotions": None} for f in record["faces"]]}
+
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert without_probabilities(a) == without_probabilities(b)
+        for fa, fb in zip(a["faces"], b["faces"]):
+            assert fa["emotions"] == pytest.approx(fb["emotions"], abs=1e-5)
+
+
 def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: Path,
                                                     brightness_model_dir: Path) -> None:
     out = tmp_path / "faces.jsonl"
@@ -102,7 +115,7 @@ def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: P
                       "--format", "jsonl", "-o", str(out), "--resume", "-q")
     assert resumed.returncode == 1, resumed.stderr  # f_broken.jpg was not recorded yet
     assert "3 of 7 images already in" in resumed.stderr
-    assert _jsonl(out) == records
+    _assert_same_records(_jsonl(out), records)
 
     # Everything recorded: only the failed image is tried again (and fails again); its
     # record moves to the end, one record per image.
@@ -111,7 +124,7 @@ def test_jsonl_output_and_resume_after_a_killed_run(photo_dir: Path, tmp_path: P
     assert again.returncode == 1, again.stderr
     assert "resume: 1 record(s) of failed images removed" in again.stderr
     assert "6 of 7 images already" in again.stderr
-    assert _jsonl(out) == [r for r in records if r is not broken] + [broken]
+    _assert_same_records(_jsonl(out), [r for r in records if r is not broken] + [broken])
 
 
 def test_cli_workers_match_in_process(photo_dir: Path, tmp_path: Path,
