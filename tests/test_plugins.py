@@ -123,21 +123,22 @@ def test_installed_plugin_works_from_the_cli(plugin_site: Path, tmp_path: Path) 
     assert result[0]["faces"][0]["top_emotion"] == "light"
 
 
+class _Constant:
+    labels = ("calm", "excited")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        return np.tile([0.25, 0.75], (len(faces), 1))
+
+
 def test_register_by_python_call(astronaut_bgr) -> None:
     class TopLeft:
         def detect(self, image_bgr):
             return [emotionkit.Detection(box=(0, 0, 10, 10))]
 
-    class Constant:
-        labels = ("calm", "excited")
-        input_size = (48, 48)
-        crop_margin = 0.0
-
-        def predict(self, faces):
-            return np.tile([0.25, 0.75], (len(faces), 1))
-
     register_detector("top-left", TopLeft)
-    register_classifier("constant", Constant)
+    register_classifier("constant", _Constant)
     try:
         with pytest.raises(ValueError, match="already registered"):
             register_detector("top-left", TopLeft)
@@ -255,15 +256,6 @@ def shadow_site(tmp_path: Path, monkeypatch) -> Path:
         "[emotionkit.classifiers]\nfer-cnn = shadow_plugin_for_tests:BrightnessClassifier\n")
     monkeypatch.delitem(sys.modules, "shadow_plugin_for_tests", raising=False)
     return site
-
-
-class _Constant:
-    labels = ("calm", "excited")
-    input_size = (48, 48)
-    crop_margin = 0.0
-
-    def predict(self, faces):
-        return np.tile([0.25, 0.75], (len(faces), 1))
 
 
 def test_entry_point_shadows_the_builtin_classifier_and_registration_the_entry_point(

@@ -209,7 +209,7 @@ def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
     if pil.mode.startswith("I;16") or pil.mode in ("I", "F"):  # deep gray, as arrays are
         values = np.asarray(pil)
         sixteen_bit = pil.mode.startswith("I;16") or (
-            pil.mode == "I" and values.size > 0 and int(values.max()) > 255)
+            pil.mode == "I" and int(values.max()) > 255)
         if sixteen_bit:  # native uint16, so that it keeps its top 8 bits; "I" of 0..255: 8-bit
             values = np.clip(values, 0, 65535).astype(np.uint16)
         return cv2.cvtColor(_to_uint8(values), cv2.COLOR_GRAY2BGR)

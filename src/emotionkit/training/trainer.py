@@ -244,18 +244,19 @@ class Trainer:
         no ``metrics.json`` or plots; a ``Trainer`` with ``resume=True`` and
         ``epochs=epochs_done`` finishes it without training further.
         """
-        if not (self.checkpoint_dir / _STATE_FILE).is_file():
+        state = self._saved_state()
+        if state is None:
             return 0
-        return min(int(self._read_state()["epoch"]), self._backed_up_epochs(self.checkpoint_dir))
+        return min(int(state["epoch"]), self._backed_up_epochs(self.checkpoint_dir))
 
     @property
     def has_run(self) -> bool:
         """Whether ``out_dir`` holds a run that :meth:`fit` continues only with ``resume``
         (and refuses to overwrite without it). A run that failed before its first epoch
         (e.g. on bad base weights) holds nothing and does not count."""
-        return (self.checkpoint_dir / _STATE_FILE).is_file() and (
-            self._read_state()["epoch"] > 0 or self._backed_up_epochs(self.checkpoint_dir) > 0
-        )
+        state = self._saved_state()
+        return state is not None and (
+            state["epoch"] > 0 or self._backed_up_epochs(self.checkpoint_dir) > 0)
 
     @property
     def best_score(self) -> float | None:
@@ -263,9 +264,7 @@ class Trainer:
         the epoch held in ``out_dir/model.keras``. ``None`` if there is no run there (or
         it has no validated epoch yet); unlike ``metrics.json`` it exists for a run
         stopped part-way."""
-        if not (self.checkpoint_dir / _STATE_FILE).is_file():
-            return None
-        best = self._read_state().get("best")
+        best = (self._saved_state() or {}).get("best")
         return None if best is None else float(best)
 
     def fit(self, train: ImageData, val: ImageData) -> dict[str, Any]:
@@ -443,6 +442,10 @@ class Trainer:
         for path in self.checkpoint_dir.glob(_BEST_FILE.format(epoch="*")):
             if path.name not in names:
                 path.unlink(missing_ok=True)
+
+    def _saved_state(self) -> dict[str, Any] | None:
+        """The checkpoint's state, or ``None`` where ``out_dir`` holds no run."""
+        return self._read_state() if (self.checkpoint_dir / _STATE_FILE).is_file() else None
 
     def _read_state(self) -> dict[str, Any]:
         state: dict[str, Any] = json.loads((self.checkpoint_dir / _STATE_FILE).read_text())
