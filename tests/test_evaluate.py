@@ -181,11 +181,14 @@ plt.figure()
 report = evaluate_predictions([0, 1, 1], [0, 1, 0], ("a", "b"))
 report.save_confusion_png(r"{tmp_path / 'cm.png'}")
 save_history_png({{"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}}, r"{tmp_path / 'h.png'}")
+from emotionkit.summary import FaceTimeline, plot_timelines
+timeline = FaceTimeline("v.mp4", 0, ("a", "b"), [0.0, 0.1], ["a", "b"], [(0.9, 0.1), (0.2, 0.8)])
+plot_timelines([timeline], r"{tmp_path / 't.png'}")
 print(matplotlib.get_backend(), plt.get_fignums())
 """
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["svg", "[1]"]
-    for name in ("cm.png", "h.png"):
+    for name in ("cm.png", "h.png", "t.png"):
         image = cv2.imread(str(tmp_path / name))
         assert image is not None and image.std() > 10  # something was drawn

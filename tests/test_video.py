@@ -477,3 +477,48 @@ def test_cli_video_rows_per_face_per_frame(fmt: str, every_n: int, face_video: P
             assert p == pytest.approx(face.emotions[label], abs=0.03), (row, face.emotions)
     assert rows[0]["top_emotion"] == "bright" and rows[-1]["top_emotion"] == "dark"
     assert rows[-1]["box"][0] - rows[0]["box"][0] > 100  # the face moves right
+
+
+# --- summary -------------------------------------------------------------------------------
+
+def test_library_summary_of_frames_equals_cli_summary_of_the_csv(
+        rec, face_video: Path, brightness_model_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from emotionkit.cli import main
+    from emotionkit.summary import plot_timelines, read_timelines, timelines_from_frames
+
+    (timeline,) = timelines_from_frames(rec.detect_video(face_video, every_n=2),
+                                        path=str(face_video))
+    ours = timeline.summary()
+    assert ours["frames"] == N_FRAMES // 2 and ours["face_id"] == 0
+    assert ours["share"] == {"bright": 0.5, "dark": 0.5}  # bright first half, dark second
+    rows = tmp_path / "rows.csv"
+    runner = CliRunner()
+    res = runner.invoke(main, ["detect", str(face_video), "-c", str(brightness_model_dir),
+                               "--format", "csv", "--every-n", "2", "-o", str(rows)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["summary", str(rows), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    (theirs,) = json.loads(res.output)
+    assert {k: theirs[k] for k in ("path", "face_id", "frames", "start", "end", "share")} == {
+        k: ours[k] for k in ("path", "face_id", "frames", "start", "end", "share")}
+    for label, mean in ours["mean"].items():  # the csv holds 4 decimals
+        assert theirs["mean"][label] == pytest.approx(mean, abs=2e-4)
+    assert read_timelines(rows)[0].tops == timeline.tops
+    plot_timelines([timeline], tmp_path / "plots" / "t.png")
+    image = cv2.imread(str(tmp_path / "plots" / "t.png"))
+    assert image is not None and image.shape[0] > 100 and image.std() > 10
+
+
+def test_read_timelines_errors_name_the_file(tmp_path: Path) -> None:
+    from emotionkit.errors import EmotionKitError
+    from emotionkit.summary import ResultsFileError, read_timelines
+
+    images = tmp_path / "images.csv"
+    images.write_text("path,face,x,y,w,h,score,top_emotion,happy\nphoto.jpg,0,1,1,9,9,,happy,1\n")
+    with pytest.raises(ResultsFileError, match=r"images\.csv: not a video results csv") as err:
+        read_timelines(images)
+    assert isinstance(err.value, EmotionKitError)
+    with pytest.raises(ResultsFileError, match="missing.csv: cannot read"):
+        read_timelines(tmp_path / "missing.csv")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._plotting import figure as _figure
 from .datasets import DatasetError, ImageData
 
 __all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions"]
@@ -266,14 +267,3 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
-
-
-def _figure(figsize: tuple[float, float]) -> Any:
-    """A matplotlib figure drawn with the Agg canvas, outside pyplot: the caller's pyplot
-    backend and open figures are left alone (no ``matplotlib.use``)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
