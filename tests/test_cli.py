@@ -18,8 +18,9 @@ import pytest
 
 def run(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    # surrogateescape: file names that are not UTF-8 come back as they were given
     return subprocess.run([sys.executable, "-m", "emotionkit", *args], capture_output=True,
-                          text=True, env=env, check=check)
+                          encoding="utf-8", errors="surrogateescape", env=env, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +244,117 @@ def test_annotated_copy_of_a_pgm_is_written_as_png(astronaut_bgr: np.ndarray,
               str(tmp_path / "out"))
     assert res.returncode == 0, res.stderr
     assert cv2.imread(str(tmp_path / "out" / "gray.png")).shape == (512, 512, 3)
+
+
+def test_non_utf8_file_names_are_annotated_or_refused_without_a_crash(
+        astronaut_bgr: np.ndarray, brightness_model_dir: Path, tmp_path: Path) -> None:
+    """A Latin-1 file name (not valid UTF-8) crashed the process in cv2.imwrite (exit
+    139: no later image, no summary); OpenCV's video classes crash on such names too."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    jpeg = cv2.imencode(".jpg", astronaut_bgr)[1]
+    (inputs / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg.tobytes())
+    (inputs / "z.jpg").write_bytes(jpeg.tobytes())
+    out = tmp_path / "out"
+    res = run("detect", str(inputs), "-c", str(brightness_model_dir), "--annotate", str(out),
+              "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 3  # header and one face per image
+    written = sorted(os.fsencode(p.name) for p in out.iterdir())
+    assert written == [b"caf\xe9.jpg", b"z.jpg"]
+    assert cv2.imdecode(np.frombuffer((out / "z.jpg").read_bytes(), np.uint8),
+                        cv2.IMREAD_COLOR).shape == astronaut_bgr.shape
+    video = tmp_path / os.fsdecode(b"clip\xe9.avi")
+    video.write_bytes(b"not decoded: the name is refused first")
+    res = run("detect", str(video), "-c", str(brightness_model_dir))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "file name is not valid UTF-8" in res.stderr
+    res = run("detect", str(tmp_path / "clip.avi"), "-c", str(brightness_model_dir),
+              "--annotate", str(tmp_path / os.fsdecode(b"\xe9.avi")))
+    assert res.returncode == 2 and "not valid UTF-8" in res.stderr, res.stderr
+
+
+def test_empty_input_name_is_refused(brightness_model_dir: Path, tmp_path: Path) -> None:
+    """An unset shell variable ("$DIR") used to mean the current folder, walked at once."""
+    (tmp_path / "x.jpg").write_bytes(b"")
+    res = subprocess.run([sys.executable, "-m", "emotionkit", "detect", "", "-c",
+                          str(brightness_model_dir)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: an input is an empty name"), res.stderr
+
+
+def test_heic_and_other_formats_in_a_walk(astronaut_bgr: np.ndarray, brightness_model_dir: Path,
+                                          tmp_path: Path) -> None:
+    """Every type the decoders read is walked (.avif, .jpe were skipped as "without an image
+    extension"); a HEIC photo, which needs a decoder Pillow lacks, is reported as such."""
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(astronaut_bgr[:, :, ::-1])).save(tmp_path / "a.avif")
+    jpeg = cv2.imencode(".jpg", astronaut_bgr)[1]
+    (tmp_path / "b.jpe").write_bytes(jpeg.tobytes())
+    # the first bytes of an iPhone HEIC file: an ISO-BMFF "ftyp" box of brand "heic"
+    (tmp_path / "c.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" +
+                                      bytes(64))
+    res = run("detect", str(tmp_path), "-c", str(brightness_model_dir), "--format", "jsonl")
+    assert res.returncode == 1
+    records = {Path(r["path"]).name: r for r in map(json.loads, res.stdout.splitlines())}
+    assert len(records["a.avif"]["faces"]) == 1 and len(records["b.jpe"]["faces"]) == 1
+    assert "a HEIC/HEIF photo, which needs a HEIF decoder" in records["c.HEIC"]["error"]
+    assert "skipped" not in res.stderr
+
+
+def _without_root_file_access() -> list[str]:
+    """A command prefix under which file permissions hold: none for a normal user; for
+    root (CI, containers), setpriv drops the capabilities that bypass them."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be tested")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_unreadable_files_and_folders_are_reported_and_the_batch_continues(
+        astronaut_bgr: np.ndarray, tmp_path: Path) -> None:
+    """An unreadable file given by name stopped the whole batch (click's readable check,
+    exit 2); an unreadable folder inside an input directory was skipped in silence."""
+    prefix = _without_root_file_access()
+    root = tmp_path
+    try:
+        jpeg = cv2.imencode(".jpg", astronaut_bgr)[1]
+        for name in ("ok.jpg", "secret.jpg", "walk/a.jpg", "walk/locked/b.jpg"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(jpeg.tobytes())
+        (root / "secret.jpg").chmod(0o000)
+        (root / "walk" / "locked").chmod(0o000)
+        env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+        res = subprocess.run(
+            [*prefix, sys.executable, "-m", "emotionkit", "detect", str(root / "secret.jpg"),
+             str(root / "ok.jpg"), str(root / "walk"), "-d", "none", "--format", "jsonl"],
+            capture_output=True, text=True, env=env)
+        assert res.returncode == 1, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert any("secret.jpg: cannot read file (Permission denied)" in e for e in errors)
+        assert any("locked: cannot read this folder (Permission denied)" in e for e in errors)
+        names = [Path(json.loads(line)["path"]).name for line in res.stdout.splitlines()]
+        assert names == ["secret.jpg", "ok.jpg", "a.jpg"]
+    finally:
+        for path in (root / "secret.jpg", root / "walk" / "locked"):
+            path.chmod(0o755)
+
+
+def test_linked_folders_are_not_followed_and_a_note_says_so(
+        astronaut_bgr: np.ndarray, brightness_model_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "b.jpg"), astronaut_bgr)
+    root = tmp_path / "root"
+    root.mkdir()
+    cv2.imwrite(str(root / "a.jpg"), astronaut_bgr)
+    (root / "link").symlink_to(elsewhere, target_is_directory=True)
+    res = run("detect", str(root), "-c", str(brightness_model_dir), "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 2
+    assert "did not follow 1 linked folder(s)" in res.stderr

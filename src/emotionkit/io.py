@@ -24,7 +24,20 @@ if TYPE_CHECKING:
 ImageInput = Union[str, Path, bytes, bytearray, np.ndarray, "PILImage.Image"]
 """Anything :func:`load_image` accepts."""
 
-__all__ = ["ImageInput", "crop", "expand_box", "load_image", "to_bgr", "to_gray"]
+__all__ = ["IMAGE_SUFFIXES", "ImageInput", "crop", "expand_box", "load_image", "to_bgr",
+           "to_gray"]
+
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff",
+    ".webp", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".tga",
+    ".heic", ".heif",  # listed so that they are reported (no decoder) rather than skipped
+})
+"""File name endings (lower case) of image files: what directory walks (``emotionkit
+detect DIR``, :class:`~emotionkit.training.FolderDataset`) pick up. HEIC/HEIF photos are
+listed but need a HEIF decoder for Pillow (``pillow-heif``); without one, loading them
+raises :class:`~emotionkit.errors.ImageLoadError` saying so."""
+
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def load_image(source: ImageInput) -> np.ndarray:
@@ -187,6 +200,11 @@ def _decode_bytes(data: bytes, what: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         pass
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        raise ImageLoadError(
+            f"{what}: a HEIC/HEIF photo, which needs a HEIF decoder; convert it to JPEG or "
+            "PNG, or `pip install pillow-heif` and call pillow_heif.register_heif_opener()"
+        )
     if decoded is None:
         raise ImageLoadError(
             f"{what}: not a readable image (unknown format or corrupt data); "

@@ -98,6 +98,7 @@ def _open(source: VideoSource) -> cv2.VideoCapture:
     path = Path(str(source))  # not a camera: a file path
     if not path.is_file():
         raise VideoError(f"{path}: no such video file; check the path")
+    _check_utf8_name(path)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoError(f"{path}: not a readable video (unknown format, truncated or corrupt)")
@@ -220,11 +221,22 @@ def _tracked(recognizer: EmotionRecognizer, tracker: IoUTracker,
         yield VideoFrame(index, seconds, tracker.update(faces), frame)
 
 
+def _check_utf8_name(path: Path) -> None:
+    """OpenCV's video classes crash the process on a file name that is not valid UTF-8
+    (e.g. Latin-1 bytes from an old archive); refuse such a name with a clear error."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise VideoError(f"{path!s}: the file name is not valid UTF-8, which OpenCV cannot "
+                         "open; rename the file") from None
+
+
 def check_video_output(path: str | Path) -> Path:
     """``path`` as a :class:`~pathlib.Path` if :class:`AnnotatedVideoWriter` can write a
     video there: a file name ending in ``.mp4``, ``.m4v``, ``.mov``, ``.avi`` or ``.mkv``
     that is not an existing directory. Raises :class:`VideoError` otherwise."""
     path = Path(path)
+    _check_utf8_name(path)
     if path.is_dir():
         raise VideoError(f"{path}: is a directory; name the output video file instead, "
                          f"e.g. {path / 'annotated.mp4'}")

@@ -12,15 +12,15 @@ from typing import Any, TextIO
 
 import click
 
+from ..io import IMAGE_SUFFIXES
 from ._common import fail, report, run_or_fail
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                  ".pgm", ".jfif"}
 _CHUNK = 64  # images whose faces are classified together
 
 
 @click.command(short_help="Find faces in images or videos and classify their emotions.")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("names", metavar="INPUTS...", nargs=-1, required=True,
+                type=click.Path(readable=False))  # an unreadable file is reported, not fatal
 @click.option("--detector", "-d", default="mediapipe", show_default=True,
               help="Face detector: mediapipe, haar, none (whole image is one face), or a plugin.")
 @click.option("--classifier", "-c", default="fer-cnn", show_default=True,
@@ -50,7 +50,7 @@ _CHUNK = 64  # images whose faces are classified together
               help="Videos: weight of the past in each face's moving average of probabilities "
                    "(0 = off; 0.5-0.8 stops labels from flickering).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
+def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
            output: Path | None, resume: bool, workers: int, annotate: Path | None,
            every_n: int, smoothing: float, quiet: bool) -> None:
     """Find faces in IMAGE_OR_DIR... or VIDEO... and print each face's box and emotions.
@@ -79,6 +79,10 @@ def detect(inputs: tuple[Path, ...], detector: str, classifier: str, fmt: str,
     from ..recognizer import EmotionRecognizer
     from ..video import check_video_output, is_video_source
 
+    if any(not name.strip() for name in names):  # Path("") would be the current folder
+        fail("an input is an empty name (an unset shell variable?); name an image, "
+             "folder or video", 2)
+    inputs = tuple(Path(name) for name in names)
     videos = [is_video_source(str(item)) for item in inputs]
     if any(videos) and not all(videos):
         fail("cannot mix videos and images in one call; run detect once for each", 2)
@@ -255,24 +259,50 @@ def _detect_video(rec: Any, source: str, writer: _Writer, problems: list[str], *
 def _expand(inputs: tuple[Path, ...], problems: list[str]) -> Iterator[tuple[Path, Path | None]]:
     """Each input file, and the image files under each input directory, with that root.
 
-    A directory without image files is reported and added to ``problems``."""
+    A directory without image files, and a folder inside one that cannot be read, are
+    reported and added to ``problems``; linked folders are not followed (a note says how
+    many were left out)."""
     for item in inputs:
         if item.is_dir():
-            # a broken link is listed too: it is reported like any unreadable image
-            files = sorted(p for p in item.rglob("*") if not p.name.startswith(".")
-                           and (p.is_file() or (p.is_symlink() and not p.exists())))
+            files, linked, unreadable = _walk(item, problems)
             images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             skipped = len(files) - len(images)
             if skipped:
                 click.echo(f"note: {item}: skipped {skipped} file(s) without an image extension",
                            err=True)
-            if not images:
+            if linked:
+                click.echo(f"note: {item}: did not follow {linked} linked folder(s); give "
+                           "them as inputs to include their images", err=True)
+            if not images and not unreadable:
                 problems.append(f"{item}: directory holds no image files")
                 report(problems[-1])
             for p in images:
                 yield p, item
         else:
             yield item, None
+
+
+def _walk(root: Path, problems: list[str]) -> tuple[list[Path], int, bool]:
+    """The files under ``root`` (names starting with "." left out; a broken link is listed:
+    it is reported like any unreadable image), sorted; how many linked folders were not
+    followed; whether a folder could not be read (each one is reported)."""
+    files: list[Path] = []
+    linked = 0
+    unreadable = False
+
+    def folder_error(exc: OSError) -> None:
+        nonlocal unreadable
+        unreadable = True
+        problems.append(f"{exc.filename}: cannot read this folder ({exc.strerror}); its "
+                        "images are left out")
+        report(problems[-1])
+
+    for folder, subfolders, names in os.walk(root, onerror=folder_error):
+        linked += sum(os.path.islink(os.path.join(folder, name)) for name in subfolders)
+        paths = (Path(folder, name) for name in names if not name.startswith("."))
+        # not pipes and sockets, whose reading would block
+        files.extend(p for p in paths if p.is_file() or (p.is_symlink() and not p.exists()))
+    return sorted(files), linked, unreadable
 
 
 def _is_input(target: Path, inputs: tuple[Path, ...]) -> bool:
@@ -340,7 +370,13 @@ def _write_image(target: Path, image: Any) -> str | None:
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return None if cv2.imwrite(str(target), image) else "OpenCV could not write it"
+        # encoded here and written by Python: cv2.imwrite crashes the process on a file
+        # name that is not valid UTF-8 (e.g. Latin-1 names from an old archive)
+        ok, data = cv2.imencode(target.suffix, image)
+        if not ok:
+            return "OpenCV could not write it"
+        target.write_bytes(data.tobytes())
+        return None
     except OSError as exc:
         return exc.strerror or str(exc)
     except cv2.error as exc:

@@ -31,7 +31,7 @@ import numpy as np
 from ..classifiers.base import FER_LABELS
 from ..classifiers.preprocess import _check_pixel_format, faces_to_pixels
 from ..errors import EmotionKitError, ImageLoadError
-from ..io import load_image
+from ..io import IMAGE_SUFFIXES, load_image
 
 __all__ = [
     "FERPLUS_LABELS",
@@ -49,7 +49,6 @@ log = logging.getLogger("emotionkit.training")
 FERPLUS_LABELS: tuple[str, ...] = (*FER_LABELS, "contempt")
 """FER+ majority-vote labels: the seven FER2013 labels (same order) plus ``contempt``."""
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 _SYNONYMS = {
     "anger": "angry", "angry": "angry", "mad": "angry",
