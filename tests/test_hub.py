@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,8 +213,10 @@ def test_tampered_file_of_unpinned_repo_fails_against_hub_etag(hub_env: FakeHub,
     hub_env.commit("me/fer7", files)
     hub_env.tamper.add(_sha256(files["model.keras"]))
     with pytest.raises(ModelLoadError, match="sha256 mismatch, expected " +
-                       _sha256(files["model.keras"])):
+                       _sha256(files["model.keras"])) as err:
         hub.download_model("hf://me/fer7")
+    # nothing is pinned for an hf:// spec: the message must not talk of a pin
+    assert "pins" not in str(err.value) and "not the one its hash names" in str(err.value)
 
 
 def test_cache_without_symlinks_warns_that_hf_files_are_unchecked(
@@ -352,7 +355,7 @@ def test_push_then_load_on_another_machine(
     assert meta["library_name"] == "emotionkit"
     assert meta["tags"] == ["emotion-recognition", "keras"]
     assert meta["labels"] == list(json.loads(tree["config.json"])["labels"])
-    assert meta["metrics"] == ["test.accuracy"]
+    assert meta["metrics"] == ["accuracy"]  # Hugging Face metric ids, not our key names
     assert "| test.accuracy | 0.6123 |" in card
     assert "Bearer hf_test_token" in {a for a in hub_env.auth if a}
 
@@ -432,6 +435,16 @@ def test_train_push_and_load_elsewhere_end_to_end(
     assert {"model.keras", "config.json", "metrics.json", "README.md"} <= uploaded
     assert not any(name.startswith("checkpoint/") for name in uploaded)  # resume-only files
     assert f"pushed {len(uploaded)} files to me/faces" in pushed.output
+    card = hub_env.repos["me/faces"].commits[hub_env.repos["me/faces"].refs["main"]][
+        "README.md"].decode()
+    assert yaml.safe_load(card.split("---\n")[1])["metrics"] == ["accuracy", "f1"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"on {metrics['val']['name']} ({metrics['val']['n']} images)" in card
+    assert f"| val.accuracy | {round(metrics['val']['accuracy'], 4)} |" in card
+    assert "| val.macro_f1 |" in card and "| best_epoch |" in card
+    # sizes, supports and speeds are not scores; the dataset's name is not a table row
+    assert not re.search(r"\| (val\.name|val\.n|.*support|train_images_per_s) \|", card)
+    assert "pypi.org" not in card  # emotionkit is not on PyPI: no dead link
 
     crops = face_crops(3, 7)
     np.savez(tmp_path / "crops.npz", *crops)
@@ -463,6 +476,17 @@ def test_unreachable_hub_is_one_error_without_retry_warnings(
         hub.download_model("hf://me/fer7")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("huggingface_hub")] == []
     assert logging.getLogger("huggingface_hub").level == level
+
+
+def test_push_without_network_is_one_error_line(hub_env: FakeHub, fer7_model_dir: Path,
+                                               no_backoff) -> None:
+    """The HTTP client's connection error was not caught: a traceback, exit 1."""
+    hub_env.stop()
+    result = _runner().invoke(cli, ["models", "push", str(fer7_model_dir), "--repo-id",
+                                    "me/offline"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("error: push to me/offline on http://127.0.0.1")
+    assert result.output.count("\n") == 1 and "check the network" in result.output
 
 
 def test_quieted_hub_warnings_are_only_the_downloading_threads(

@@ -362,7 +362,6 @@ def _fetch(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
-        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -404,9 +403,7 @@ def _fetch(
             f"{where}: no such file in the repository; an emotionkit model repository holds "
             f"{CONFIG_NAME} and the model file it names (see `emotionkit models push`)"
         ) from exc
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{where}: download from {endpoint} failed ({_reason(exc)})") from exc
-    except Exception as exc:  # network timeouts and errors of the HTTP client
+    except Exception as exc:  # HfHubHTTPError, and the HTTP client's network errors
         raise ModelLoadError(f"{where}: download from {endpoint} failed ({_reason(exc)})") from exc
     _verify(path, source.sha256.get(filename), where)
     return path
@@ -481,11 +478,16 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
         return
     for stale in {path, blob}:
         stale.unlink(missing_ok=True)
+    if expected_sha256 is not None:
+        repeats = ("the hub file is not the version this emotionkit pins (upgrade emotionkit "
+                   f"or load a revision you trust with {SPEC_PREFIX}OWNER/REPO@REVISION)")
+    else:
+        repeats = ("the file the hub serves is not the one its hash names (a broken mirror "
+                   "or proxy: check HF_ENDPOINT)")
     raise ModelLoadError(
         f"{where}: {kind} mismatch, expected {expected} but the downloaded file has "
         f"{data_hash}; the file was deleted from the cache, download it again; if this "
-        f"repeats, the hub file is not the version this emotionkit pins (upgrade emotionkit "
-        f"or load a revision you trust with {SPEC_PREFIX}OWNER/REPO@REVISION)"
+        f"repeats, {repeats}"
     )
 
 
@@ -543,15 +545,19 @@ def make_model_card(directory: str | Path, repo_id: str) -> str:
         "labels:",
         *(f"- {json.dumps(label)}" for label in config.labels),
     ]
-    if metrics:
-        front += ["metrics:", *(f"- {json.dumps(name)}" for name in metrics)]
+    metric_ids = [hf_id for hf_id, suffix in (("accuracy", "accuracy"), ("f1", "f1"))
+                  if any(name.endswith(suffix) for name in metrics)]
+    if metric_ids:
+        front += ["metrics:", *(f"- {hf_id}" for hf_id in metric_ids)]
     front.append("---")
     height, width = config.input_size
     body = [
         "",
         f"# {repo_id.split('/')[-1]}",
         "",
-        "A facial emotion classifier for [emotionkit](https://pypi.org/project/emotionkit/).",
+        "A facial emotion classifier for the emotionkit Python library"
+        + (f" (trained with emotionkit {version})." if (version := config.extra.get(
+            "emotionkit_version")) else "."),
         "",
         f"- Labels: {', '.join(config.labels)}",
         f"- Input: {height}x{width}, {config.channels} channel(s)",
@@ -559,11 +565,7 @@ def make_model_card(directory: str | Path, repo_id: str) -> str:
         f"- Model file: `{config.model_file}` (Keras; loaded with `safe_mode=True`)",
         "",
     ]
-    if metrics:
-        body += ["## Metrics", "", f"From `{_METRICS_NAME}` written by training:", "",
-                 "| metric | value |", "| --- | --- |"]
-        body += [f"| {name} | {value} |" for name, value in metrics.items()]
-        body.append("")
+    body += _card_metrics(metrics)
     body += [
         "## Usage",
         "",
@@ -579,6 +581,24 @@ def make_model_card(directory: str | Path, repo_id: str) -> str:
         "",
     ]
     return "\n".join(front + body)
+
+
+def _card_metrics(metrics: dict[str, Any]) -> list[str]:
+    """The model card's "Metrics" section: the scores of ``metrics.json`` (dataset sizes,
+    supports and speeds left out), with ``val.name`` (the validation data) as its caption."""
+    scores = {name: value for name, value in metrics.items()
+              if isinstance(value, (int, float)) and not name.endswith(_NOT_SCORES)}
+    if not scores:
+        return []
+    data = metrics.get("val.name")
+    lines = ["## Metrics", "",
+             f"From `{_METRICS_NAME}` written by training"
+             + (f", on {data} ({metrics.get('val.n', '?')} images)" if data else "") + ":",
+             "", "| metric | value |", "| --- | --- |"]
+    return [*lines, *(f"| {name} | {value} |" for name, value in scores.items()), ""]
+
+
+_NOT_SCORES = (".n", ".support", "images_per_s", "epochs_run")
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -640,7 +660,6 @@ def push_model(
             failed.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     directory = Path(directory)
     try:
@@ -673,8 +692,9 @@ def push_model(
             repo_id, operations, commit_message=commit_message or "Upload emotionkit model",
             repo_type="model",
         )
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"push to {repo_id} on {endpoint} failed ({_reason(exc)})") from exc
+    except Exception as exc:  # HfHubHTTPError, and the HTTP client's network errors
+        raise ModelLoadError(f"push to {repo_id} on {endpoint} failed ({_reason(exc)}); "
+                             "check the network, HF_ENDPOINT and the token") from exc
     return PushResult(
         repo_id=repo_id, commit=str(info.oid), commit_url=str(info.commit_url),
         files=tuple(op.path_in_repo for op in operations),
