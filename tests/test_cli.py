@@ -358,3 +358,23 @@ def test_linked_folders_are_not_followed_and_a_note_says_so(
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) == 2
     assert "did not follow 1 linked folder(s)" in res.stderr
+
+
+def test_ctrl_c_while_starting_is_exit_code_130(monkeypatch: pytest.MonkeyPatch,
+                                                 astronaut_bgr: np.ndarray,
+                                                 tmp_path: Path) -> None:
+    """Ctrl-C while the recognizer loads (TensorFlow's import takes seconds) gave click's
+    "Aborted!" and exit code 1, unlike Ctrl-C later in the run (130)."""
+    from click.testing import CliRunner
+
+    from emotionkit import recognizer
+    from emotionkit.cli import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread during the load
+
+    monkeypatch.setattr(recognizer.EmotionRecognizer, "__init__", interrupted)
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut_bgr)
+    result = CliRunner().invoke(main, ["detect", str(tmp_path / "a.jpg")])
+    assert result.exit_code == 130
+    assert result.output == "interrupted\n" and "Aborted" not in result.output
