@@ -347,9 +347,20 @@ def test_cli_train_ferplus_on_a_folder_is_a_one_line_error(tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["train", str(root), "--out", str(out), "--ferplus",
                                        str(votes), "--epochs", "1", "--quiet",
                                        "--val-fraction", "0.5"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad combination of options
     assert result.output == "error: --ferplus applies to a FER2013 csv only\n"
     assert not (out / "model.keras").exists() and not (out / "config.json").exists()
+
+
+def test_cli_evaluate_ferplus_on_a_folder_is_the_same_error(tmp_path: Path) -> None:
+    """evaluate used to ignore --ferplus for a folder and score the folder labels."""
+    root = write_face_folders(tmp_path / "faces", n=2)
+    votes = tmp_path / "ferplus.csv"
+    votes.write_text("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,"
+                     "fear,contempt,unknown,NF\n")
+    result = CliRunner().invoke(main, ["evaluate", str(root), "--ferplus", str(votes)])
+    assert result.exit_code == 2
+    assert result.output == "error: --ferplus applies to a FER2013 csv only\n"
 
 
 # -- emotionkit evaluate: --tta without support, partly shared labels --------------------

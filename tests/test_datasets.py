@@ -142,6 +142,40 @@ def test_folder_custom_label_set_sorted(tmp_path: Path) -> None:
     assert FolderDataset(tmp_path, val_fraction=0).labels == ("Cat", "dog")
 
 
+def test_folder_emotion_folders_map_beside_custom_ones(tmp_path: Path) -> None:
+    """One custom folder (``Other``) leaves the emotion folders' mapping on: ``Happy`` and
+    ``SADNESS`` are ``happy`` and ``sad``, in FER order, then the custom labels by name."""
+    root = write_face_folders(tmp_path / "faces", n=4)
+    for name in ("Other", "calm"):
+        (root / name).mkdir()
+        for i, crop in enumerate(face_crops(3, 9)):
+            cv2.imwrite(str(root / name / f"{i}.png"), crop)
+    data = FolderDataset(root, val_fraction=0).load("train")
+    assert data.labels == ("happy", "sad", "Other", "calm")
+    assert data.class_counts().tolist() == [4, 4, 3, 3]
+
+
+def test_split_folders_with_image_folders_beside_them_is_an_error(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=2, splits=("train", "val"))
+    (root / "notes").mkdir()  # a folder without images beside the splits is fine
+    (root / "notes" / "README.txt").write_text("where the faces come from")
+    assert FolderDataset(root).splits == ("train", "val")
+    write_face_folders(root, n=2)  # and root/Happy, root/SADNESS: their images were ignored
+    with pytest.raises(DatasetError) as error:
+        FolderDataset(root)
+    assert str(error.value) == (
+        f"{root}: has split folders (train, val) and folders of images beside them (Happy, "
+        f"SADNESS), which would be left out; move those into a split folder (e.g. "
+        f"{root / 'train' / 'Happy'}) or elsewhere")
+
+
+def test_ferplus_with_a_folder_dataset_is_an_error(tmp_path: Path) -> None:
+    root = write_face_folders(tmp_path / "faces", n=2)
+    with pytest.raises(DatasetError, match="FER\\+ labels \\(ferplus\\) apply to a FER2013 "
+                       "csv only"):
+        open_dataset(root, ferplus=tmp_path / "ferplus.csv")
+
+
 def test_folder_bad_files_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = write_face_folders(tmp_path / "faces", n=4)
     (root / "Happy" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -225,6 +259,58 @@ def test_fer2013_csv_errors(tmp_path: Path) -> None:
     (tmp_path / "none.csv").write_text("emotion,pixels,Usage\n7,1 2 3,Training\n")
     with pytest.raises(DatasetError, match="no usable rows"):
         Fer2013Csv(tmp_path / "none.csv").load("Training")
+
+
+@pytest.mark.parametrize("bom, comma", [("\ufeff", ","), ("", ", "), ("\ufeff", " , ")])
+@pytest.mark.parametrize("name", ["fer.csv", "fer.csv.gz"])
+def test_fer2013_csv_with_bom_or_spaces_reads_like_the_plain_one(
+    tmp_path: Path, bom: str, comma: str, name: str
+) -> None:
+    """A spreadsheet's re-save: a UTF-8 byte-order mark, spaces around the commas."""
+    plain = tmp_path / "plain.csv"
+    write_fer_csv(plain, bad_rows=False)
+    lines = plain.read_text().splitlines()
+    path = tmp_path / name
+    with (gzip.open if name.endswith(".gz") else open)(path, "wt", encoding="utf-8") as f:
+        f.write(bom + "".join(comma.join(line.split(",")) + "\n" for line in lines))
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        got, expected = Fer2013Csv(path).load(split), Fer2013Csv(plain).load(split)
+        assert len(got) == len(expected) == (16 if split == "Training" else 4)
+        assert got.fingerprint() == expected.fingerprint()
+
+
+def test_ferplus_csv_with_bom_and_spaces_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)  # 12 happy, then 12 sad faces
+    columns = ("Usage", "Image name", *Fer2013Csv._FERPLUS_COLUMNS, "unknown", "NF")
+    rows = [", ".join(["Training", f"x{i}.png"] + ["7" if c == ("happiness" if i < 12 else
+                                                                 "sadness") else "0"
+                                                   for c in columns[2:]])
+            for i in range(24)]
+    ferplus = tmp_path / "ferplus.csv"
+    ferplus.write_text("\ufeff" + ", ".join(columns) + "\n" + "\n".join(rows) + "\n",
+                       encoding="utf-8")
+    train = Fer2013Csv(path, ferplus=ferplus).load("train")
+    counts = dict(zip(train.labels, train.class_counts().tolist()))
+    assert counts["happy"] == counts["sad"] == 8 and len(train) == 16
+
+
+def test_csv_without_a_header_line_is_a_short_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text(path.read_text().split("\n", 1)[1])
+    first_row = headerless.read_text().split("\n", 1)[0]
+    with pytest.raises(DatasetError) as error:
+        Fer2013Csv(headerless).load("train")
+    assert str(error.value) == (
+        f"{headerless}: the file seems to have no header line (its first line is "
+        f"{first_row[:80] + '...'!r}); add the line 'emotion,pixels,Usage' at its top")
+    # a header naming other columns is quoted as found
+    (tmp_path / "other.csv").write_text("label,image,split\n3,1 2 3,Training\n")
+    with pytest.raises(DatasetError, match=r"missing CSV column\(s\) emotion, pixels, Usage; "
+                       "found label, image, split$"):
+        Fer2013Csv(tmp_path / "other.csv").load("train")
 
 
 def test_ferplus_majority_labels(tmp_path: Path) -> None:

@@ -80,8 +80,8 @@ def test_cli_evaluate_text_json_and_png(brightness_model_dir: Path, tmp_path: Pa
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert report["n"] == 20 and report["accuracy"] >= 0.9
     result = runner.invoke(main, ["evaluate", str(root), "--classifier", "no-such-model"])
-    assert result.exit_code == 1 and result.output.startswith("error: ")
-    assert "Traceback" not in result.output
+    assert result.exit_code == 2 and result.output.startswith("error: ")  # as in detect
+    assert len(result.output.splitlines()) == 1 and "unknown classifier" in result.output
 
 
 def test_cli_evaluate_label_mismatch_is_an_error(brightness_model_dir: Path,
@@ -192,3 +192,89 @@ print(matplotlib.get_backend(), plt.get_fignums())
     for name in ("cm.png", "h.png", "t.png"):
         image = cv2.imread(str(tmp_path / name))
         assert image is not None and image.std() > 10  # something was drawn
+
+
+def test_cli_evaluate_unknown_or_unloadable_classifier_exits_2(tmp_path: Path) -> None:
+    root = _bright_dark_folder(tmp_path / "bd")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    for spec in ("nosuch", str(broken)):
+        for command in (["evaluate", str(root)], ["detect", str(root / "bright" / "0.png")]):
+            result = _runner().invoke(main, [*command, "--classifier", spec])
+            assert result.exit_code == 2, (command, result.output)
+            assert len(result.output.splitlines()) == 1
+            assert result.output.startswith("error: ")
+
+
+def test_cli_evaluate_csv_with_bom_and_spaces(tmp_path: Path) -> None:
+    """A FER2013 csv re-saved by a spreadsheet (byte-order mark, spaces after commas)."""
+    from test_datasets import write_fer_csv
+
+    plain = tmp_path / "plain.csv"
+    write_fer_csv(plain, bad_rows=False)
+    resaved = tmp_path / "resaved.csv"
+    resaved.write_text("\ufeff" + plain.read_text().replace(",", ", "), encoding="utf-8")
+    reports = []
+    for path in (plain, resaved):
+        result = _runner().invoke(main, ["evaluate", str(path), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.output))
+    assert reports[1]["n"] == 4 and reports[1]["confusion_matrix"] == \
+        reports[0]["confusion_matrix"]
+
+
+def test_cli_evaluate_headerless_csv_is_one_short_error_line(tmp_path: Path) -> None:
+    from test_datasets import write_fer_csv
+
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    path.write_text(path.read_text().split("\n", 1)[1])  # a 5,000-character first line
+    result = _runner().invoke(main, ["evaluate", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and len(lines[0]) - len(str(path)) < 250, lines[0]
+    assert "seems to have no header line" in lines[0] and "...'" in lines[0]
+
+
+def test_cli_evaluate_maps_emotion_folders_beside_custom_ones(tmp_path: Path) -> None:
+    """Folders happy/, Sad/, angry/ are emotions of fer-cnn though other/ is not: only
+    other/'s images are left out."""
+    root = tmp_path / "faces"
+    for label, n in (("happy", 4), ("Sad", 3), ("angry", 2), ("other", 5)):
+        (root / label).mkdir(parents=True)
+        for i, crop in enumerate(face_crops(n, seed=n)):
+            cv2.imwrite(str(root / label / f"{i}.png"), crop)
+    result = _runner().invoke(main, ["evaluate", str(root), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    support = {label: row["support"] for label, row in report["per_class"].items()}
+    assert report["n"] == 9 and (support["happy"], support["sad"], support["angry"]) == (4, 3, 2)
+    notes = result.stderr.splitlines()
+    assert len(notes) == 1 and notes[0].endswith(
+        f"{root} [train]: left out 5 images with labels the classifier lacks: other"), notes
+
+
+class _Colourful:
+    """A classifier whose labels are cased differently from the canonical ones: colour
+    crops (the astronaut) are ``Happy``, gray ones (the cameraman) ``Sad``."""
+
+    labels = ("Sad", "Happy")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        colour = np.array([float(np.ptp(f.astype(int), axis=2).mean() > 5) for f in faces])
+        return np.stack([1 - colour, colour], axis=1)
+
+
+def test_evaluate_matches_labels_by_case_and_synonym(tmp_path: Path) -> None:
+    from test_datasets import write_face_folders
+
+    root = write_face_folders(tmp_path / "faces", n=4)  # Happy/ colour, SADNESS/ gray
+    data = FolderDataset(root, val_fraction=0, channels=3).load("train")
+    assert data.labels == ("happy", "sad")
+    report = evaluate_classifier(_Colourful(), data)
+    assert report.labels == ("Sad", "Happy") and report.n == 8 and report.accuracy == 1.0
+    subset = evaluate_classifier(_Colourful(), data, labels=["happy", "sad"])
+    assert subset.labels == ("happy", "sad") and subset.accuracy == 1.0

@@ -90,3 +90,17 @@ def test_cut_off_row_and_unwritable_plot_type_are_one_line_errors(rows_csv: Path
     assert res.output.splitlines()[-1] == (f"error: {afile / 't.png'}: cannot write the plot "
                                            "(a folder on its path is a file); choose another "
                                            "--plot path")
+
+
+def test_results_csv_resaved_with_bom_and_spaces_reads_the_same(rows_csv: Path,
+                                                                 tmp_path: Path) -> None:
+    """A spreadsheet's re-save: a UTF-8 byte-order mark, spaces after the commas."""
+    resaved = tmp_path / "resaved.csv"
+    resaved.write_text("\ufeff" + rows_csv.read_text().replace(",", ", "), encoding="utf-8")
+    results = []
+    for path in (rows_csv, resaved):
+        res = CliRunner().invoke(main, ["summary", str(path), "--format", "json"])
+        assert res.exit_code == 0, res.output
+        results.append(json.loads(res.output))
+    assert results[1] == results[0]
+    assert [face["face_id"] for face in results[1]] == [0, 1]

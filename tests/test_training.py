@@ -405,3 +405,78 @@ def test_model_file_matches_the_best_epoch_after_a_kill_before_the_backup(
         np.testing.assert_allclose(now, kept, rtol=1e-6, atol=1e-7)
     assert list((out / "checkpoint").glob("best-*.keras")) == [
         out / "checkpoint" / f"best-{metrics['best_epoch']}.keras"]
+
+
+@pytest.mark.parametrize("option", [
+    {"learning_rate": float("nan")}, {"learning_rate": float("inf")},
+    {"weight_decay": float("nan")}, {"weight_decay": float("inf")},
+    {"teacher_temperature": float("nan")},
+])
+def test_non_finite_options_are_refused(option, tmp_path: Path) -> None:
+    """``nan`` passes every ``<= 0`` check: it used to train an all-nan model."""
+    name, value = next(iter(option.items()))
+    with pytest.raises(TrainingError, match=rf"^{name} must be a finite number, got {value}$"):
+        Trainer(tmp_path / "run", **option)
+
+
+def test_transfer_head_lr_must_be_finite(tmp_path: Path) -> None:
+    from emotionkit.training import TransferTrainer
+
+    with pytest.raises(TrainingError, match="head_learning_rate must be a finite number"):
+        TransferTrainer(tmp_path / "run", "vgg19", head_learning_rate=float("nan"))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range_is_refused(seed: int, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=rf"seed must be in 0\.\.4294967295, got {seed}"):
+        Trainer(tmp_path / "run", seed=seed)
+
+
+def test_cli_non_finite_lr_and_bad_seed_are_errors_without_traceback(faces,
+                                                                       tmp_path: Path) -> None:
+    root, _, _ = faces
+    out = tmp_path / "o"
+    for option, value in (("--lr", "nan"), ("--lr", "inf"), ("--weight-decay", "nan")):
+        result = _runner().invoke(main, ["train", str(root), "--out", str(out), option, value,
+                                         "--epochs", "1", "--quiet"])
+        assert result.exit_code == 1, result.output
+        assert result.output.splitlines() == [
+            f"error: {'learning_rate' if option == '--lr' else 'weight_decay'} must be a "
+            f"finite number, got {value}"]
+    for seed in ("-1", "99999999999"):
+        result = _runner().invoke(main, ["train", str(root), "--out", str(out), "--seed", seed])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert f"Invalid value for '--seed': {seed} is not in the range 0<=x<=4294967295" \
+            in result.output
+    assert not out.exists()
+
+
+@needs_shared
+def test_diverging_run_is_an_error_not_a_nan_model(tmp_path: Path) -> None:
+    """A far too large learning rate on real FER2013 rows: the loss becomes nan in the
+    first epoch; the run stops with one error line and leaves no model."""
+    csv = tmp_path / "fer_tiny.csv"
+    _write_tiny_fer(csv)
+    out = tmp_path / "model"
+    command = ["train", str(csv), "--out", str(out), "--epochs", "2", "--batch-size", "32",
+               "--quiet", "--arch-option", "widths=[8, 16]"]
+    result = _runner().invoke(main, [*command, "--lr", "1e8"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "error: training diverged in epoch 1: the loss became nan; no model was saved; run "
+        "again with a lower learning rate (--lr)")
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+    assert not Trainer(out).has_run  # so the same command with a sane --lr runs as is
+    result = _runner().invoke(main, [*command, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    # a good epoch 1, then a resume at a diverging rate: model.keras keeps epoch 1
+    kept = load_classifier(out).model.get_weights()
+    result = _runner().invoke(main, [*command, "--resume", "--lr", "1e8"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"error: training diverged in epoch 2: the loss became nan; {out / 'model.keras'} "
+        "holds epoch 1, the best so far; continue from there with a lower learning rate "
+        "(--lr) and --resume")
+    for now, before in zip(load_classifier(out).model.get_weights(), kept):
+        np.testing.assert_array_equal(now, before)
+    assert Trainer(out).epochs_done == 1

@@ -97,7 +97,9 @@ def timelines_from_frames(frames: Iterable[VideoFrame], path: str = "") -> list[
 
 def read_timelines(path: str | Path) -> list[FaceTimeline]:
     """The timelines in a CSV written by ``emotionkit detect VIDEO --format csv``, one per
-    (video, face id), in order of first appearance.
+    (video, face id), in order of first appearance. A UTF-8 byte-order mark and spaces
+    around the column names, face ids and top emotions (a spreadsheet's re-save) are
+    ignored.
 
     Raises:
         ResultsFileError: the file cannot be read, is not a video results CSV, has a
@@ -105,9 +107,9 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
+            header = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             missing = [c for c in _KEY_COLUMNS if c not in header]
             if missing:
                 raise ResultsFileError(
@@ -116,16 +118,21 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
             labels = tuple(header[header.index("top_emotion") + 1:])
             timelines: dict[tuple[str, str], FaceTimeline] = {}
             for row in reader:
-                key = (row["path"], row["face_id"])
+                if None in row.values():  # cut off, e.g. by a killed run
+                    given = sum(value is not None for value in row.values())
+                    raise ResultsFileError(f"{path}: malformed results csv (line "
+                                           f"{reader.line_num} has {given} of {len(header)} "
+                                           "values)")
+                key = (row["path"], row["face_id"].strip())
                 timeline = timelines.get(key)
                 if timeline is None:
                     face_id = int(key[1]) if key[1].isdigit() else key[1]
                     timeline = timelines[key] = FaceTimeline(key[0], face_id, labels)
-                timeline.add(float(row["time"]), row["top_emotion"],
+                timeline.add(float(row["time"]), row["top_emotion"].strip(),
                              [float(row[k]) for k in labels])
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from exc
-    except (ValueError, KeyError, TypeError, csv.Error) as exc:  # TypeError: a cut-off row
+    except (ValueError, KeyError, TypeError, csv.Error) as exc:
         if isinstance(exc, ResultsFileError):
             raise
         raise ResultsFileError(f"{path}: malformed results csv ({exc})") from exc

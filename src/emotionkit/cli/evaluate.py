@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ._common import fail, parse_labels, run_or_fail
-from .train import setup_logging
+from .train import check_ferplus, setup_logging
 
 __all__ = ["evaluate"]
 
@@ -41,7 +41,8 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     from ..training.evaluation import evaluate_classifier
 
     setup_logging(quiet=fmt == "json")
-    classifier = run_or_fail(resolve_classifier, classifier_name)
+    check_ferplus(data, ferplus)
+    classifier = run_or_fail(resolve_classifier, classifier_name, exit_code=2)
     if tta and not hasattr(classifier, "predict_pixels"):
         fail(f"classifier {classifier_name!r} does not support --tta")
     config = getattr(classifier, "config", None)

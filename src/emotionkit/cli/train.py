@@ -12,7 +12,7 @@ import click
 
 from ._common import fail, parse_labels, run_or_fail
 
-__all__ = ["setup_logging", "train"]
+__all__ = ["check_ferplus", "setup_logging", "train"]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -53,7 +53,7 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--patience", type=click.IntRange(min=0),
               help="Early stopping: epochs without validation gain, 0 = off [default: 12; "
               "transfer: 5].")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Folder datasets without a val/ folder: share of images for validation.")
@@ -137,8 +137,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     if not resume and trainer.has_run:  # before loading the data, which can take a while
         fail(f"--out {out_dir}: already holds a training run; add --resume to continue it, or "
              "choose another --out directory")
-    if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
-        fail("--ferplus applies to a FER2013 csv only")
+    check_ferplus(data, ferplus)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
     train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
@@ -149,6 +148,12 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     val = metrics["val"]
     click.echo(f"{out_dir}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
                f"val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}")
+
+
+def check_ferplus(data: Path, ferplus: Path | None) -> None:
+    """``--ferplus`` with a DATA other than a FER2013 csv is an error (exit status 2)."""
+    if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
+        fail("--ferplus applies to a FER2013 csv only", 2)
 
 
 def _parse_options(items: tuple[str, ...]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ _SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 _MAX_LOGGED_SKIPS = 10
+_MAX_QUOTED = 80  # characters of a file's content quoted in an error message
 
 
 class DatasetError(EmotionKitError, ValueError):
@@ -169,11 +170,13 @@ def match_labels(
 
 
 def _match_label(available: Sequence[str], name: str) -> str | None:
-    """The label of ``available`` that ``name`` means (exact, case-insensitive or emotion
-    synonym), or ``None``."""
-    match = next((a for a in available if a.lower() == name.lower()), None)
-    if match is None and canonical_label(name) in available:
-        match = canonical_label(name)
+    """The label of ``available`` that ``name`` means (exact, case-insensitive or the same
+    emotion by synonym: ``Anger``, ``angry``), or ``None``."""
+    match = next((a for a in available if a == name), None)
+    match = match or next((a for a in available if a.lower() == name.lower()), None)
+    emotion = canonical_label(name)
+    if match is None and emotion is not None:
+        match = next((a for a in available if canonical_label(a) == emotion), None)
     return match
 
 
@@ -227,10 +230,13 @@ class FolderDataset(LabelledDataset):
     images (chosen with ``seed``, stratified) form the ``val`` split.
 
     Label folders whose names are emotions (``Happy``, ``happiness``, ``ANGER`` ...) map to
-    the canonical names of :data:`~emotionkit.classifiers.FER_LABELS` and keep that order;
-    any other set of names is a custom label set, sorted by name. Pass ``labels`` to fix
-    the label set and order (emotion names in it are mapped to the canonical ones too,
-    ``Anger`` -> ``angry``); folders not in it are skipped (logged).
+    the canonical names of :data:`~emotionkit.classifiers.FER_LABELS` (plus ``contempt``)
+    and come first, in that order; the other folders are custom labels that keep their
+    names, after them, sorted by name (``Happy/ Other/ Sad/`` -> ``happy, sad, Other``).
+    Pass ``labels`` to fix the label set and order (emotion names in it are mapped to the
+    canonical ones too, ``Anger`` -> ``angry``); folders not in it are skipped (logged).
+    Split folders with folders of images beside them (``root/train/...`` and
+    ``root/happy/...``) are an error: those images would be left out.
 
     Images of any size and colour are decoded with :func:`emotionkit.load_image` and
     converted/resized like inference does. Unreadable files are skipped and counted.
@@ -260,6 +266,8 @@ class FolderDataset(LabelledDataset):
             for d in sorted(self.root.iterdir())
             if d.is_dir() and d.name.lower() in _SPLIT_ALIASES
         }
+        if split_dirs:
+            self._check_no_labels_beside_splits(split_dirs)
         self._split_dirs = split_dirs or {"train": self.root}
         folder_names = sorted(
             {d.name for split_dir in self._split_dirs.values() for d in _subdirs(split_dir)}
@@ -317,11 +325,21 @@ class FolderDataset(LabelledDataset):
             if len(set(given)) != len(given) or not given:
                 raise DatasetError(f"labels must be unique and non-empty, got {given}")
             return given
-        canonical = [canonical_label(n) for n in folder_names]
-        if all(canonical):
-            present = set(canonical)
-            return tuple(label for label in FERPLUS_LABELS if label in present)
-        return tuple(folder_names)
+        emotions = {canonical_label(n) for n in folder_names} - {None}
+        custom = [n for n in folder_names if canonical_label(n) is None]
+        return (*(label for label in FERPLUS_LABELS if label in emotions), *custom)
+
+    def _check_no_labels_beside_splits(self, split_dirs: dict[str, Path]) -> None:
+        """Folders of images next to the split folders would be left out: an error."""
+        beside = [d.name for d in _subdirs(self.root)
+                  if d.name.lower() not in _SPLIT_ALIASES and _holds_images(d)]
+        if beside:
+            splits = [d.name for d in split_dirs.values()]
+            raise DatasetError(
+                f"{self.root}: has split folders ({', '.join(splits)}) and folders of images "
+                f"beside them ({', '.join(beside)}), which would be left out; move those into "
+                f"a split folder (e.g. {self.root / splits[0] / beside[0]}) or elsewhere"
+            )
 
     def _label_index(self, folder: str) -> int | None:
         label = _match_label(self.labels, folder)
@@ -360,10 +378,12 @@ class Fer2013Csv(LabelledDataset):
     FER+ majority vote over :data:`FERPLUS_LABELS`; rows whose top vote is ``unknown`` or
     ``NF`` (not a face), or is tied between emotions, are skipped.
 
-    Rows with a bad label code, a pixel count other than 48x48, non-numeric pixels or an
-    unknown ``Usage`` are skipped and counted. ``limit`` reads only the first rows (quick
-    experiments). ``labels`` keeps only the rows of those labels, renumbered in the order
-    given (e.g. ``("angry", "happy", "sad")``; see :meth:`ImageData.select_labels`).
+    Both files need their header line; a UTF-8 byte-order mark and spaces around the
+    commas (a spreadsheet's re-save) are ignored. Rows with a bad label code, a pixel count
+    other than 48x48, non-numeric pixels or an unknown ``Usage`` are skipped and counted.
+    ``limit`` reads only the first rows (quick experiments). ``labels`` keeps only the rows
+    of those labels, renumbered in the order given (e.g. ``("angry", "happy", "sad")``; see
+    :meth:`ImageData.select_labels`).
     """
 
     train_split = "Training"
@@ -565,18 +585,26 @@ def open_dataset(
     """A :class:`Fer2013Csv` for a ``.csv``/``.csv.gz`` file, else a :class:`FolderDataset`.
 
     ``image_options`` (``input_size``, ``channels``, ``color_order``) go to the dataset as
-    described in :class:`LabelledDataset`; ``ferplus`` applies to a csv, ``val_fraction``
-    and ``seed`` to a folder.
+    described in :class:`LabelledDataset`; ``ferplus`` applies to a csv (with a folder it
+    is an error), ``val_fraction`` and ``seed`` to a folder.
     """
     path = Path(path)
     if path.is_file() and (path.name.lower().endswith((".csv", ".csv.gz"))):
         return Fer2013Csv(path, ferplus=ferplus, labels=labels, **image_options)
+    if path.is_dir() and ferplus is not None:
+        raise DatasetError(f"{path}: FER+ labels (ferplus) apply to a FER2013 csv only, not "
+                           "to a folder dataset")
     if path.is_dir():
         return FolderDataset(path, labels=labels, val_fraction=val_fraction, seed=seed,
                              **image_options)
     raise DatasetError(
         f"{path}: not a dataset; expected a folder of label folders or a FER2013 .csv(.gz)"
     )
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` or a folder under it holds an image file."""
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.rglob("*"))
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -599,21 +627,48 @@ def _stratified_split(
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
+    """The rows of a csv (plain or ``.gz``) as dicts, after checking its header has the
+    ``required`` columns. A UTF-8 byte-order mark (Excel) and spaces around the column
+    names are ignored."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such CSV file")
     opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as raw:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as raw:
             reader = csv.DictReader(raw)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            missing = [c for c in required if c not in header]
             if missing:
-                raise DatasetError(
-                    f"{path}: missing CSV column(s) {', '.join(missing)}; "
-                    f"found {', '.join(reader.fieldnames or []) or 'no header'}"
-                )
+                raise DatasetError(_missing_columns_message(path, required, missing, header))
             yield from reader
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, io.UnsupportedOperation) as exc:
         raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
+
+
+def _missing_columns_message(
+    path: Path, required: Sequence[str], missing: Sequence[str], header: Sequence[str]
+) -> str:
+    """Why a csv with the columns ``header`` will not do (quoting little of a long line)."""
+    if any(_is_number(name) for name in header):  # a data row where the header should be
+        return (f"{path}: the file seems to have no header line (its first line is "
+                f"{_shorten(','.join(header))!r}); add the line {','.join(required)!r} at "
+                "its top")
+    return (f"{path}: missing CSV column(s) {', '.join(missing)}; "
+            f"found {_shorten(', '.join(header)) or 'no header'}")
+
+
+def _shorten(text: str) -> str:
+    """``text``, cut to :data:`_MAX_QUOTED` characters (``...`` marks a cut)."""
+    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _log_summary(name: str, used: int, skipped: int) -> None:

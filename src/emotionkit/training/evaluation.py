@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._plotting import figure as _figure
-from .datasets import DatasetError, ImageData
+from .datasets import DatasetError, ImageData, _match_label
 
 __all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions"]
 
@@ -171,8 +171,10 @@ def evaluate_classifier(
     """Classify every image of ``data`` and compare with its targets.
 
     ``data`` must already have the classifier's input size and channels (load it with the
-    classifier's config). Labels are matched by name: images whose label the classifier
-    does not know are left out (logged); the report uses the classifier's labels.
+    classifier's config). Labels are matched by name (exactly, case-insensitively or as the
+    same emotion: ``Happy``, ``happiness`` and ``happy`` match): images whose label the
+    classifier does not know are left out (logged); the report uses the classifier's
+    labels.
     Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
     through ``predict`` (without ``tta``).
 
@@ -189,7 +191,8 @@ def evaluate_classifier(
                                "or more labels, or none to score on all of the classifier's")
         columns = _label_columns(model_labels, labels, "classifier")
         model_labels = tuple(labels)
-    mapping = np.array([model_labels.index(x) if x in model_labels else -1 for x in data.labels])
+    matches = [_match_label(model_labels, x) for x in data.labels]
+    mapping = np.array([-1 if m is None else model_labels.index(m) for m in matches])
     y_true = mapping[data.targets]
     keep = y_true >= 0
     if not keep.any():
@@ -226,14 +229,16 @@ def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
 
 
 def _label_columns(known: Sequence[str], wanted: Sequence[str], who: str) -> list[int]:
-    """Indices of ``wanted`` in ``known`` (a model's labels); a missing one is an error."""
-    missing = [x for x in wanted if x not in known]
+    """Indices of ``wanted`` in ``known`` (a model's labels, matched like
+    :func:`evaluate_classifier` does); a missing one is an error."""
+    matches = [_match_label(known, x) for x in wanted]
+    missing = [x for x, m in zip(wanted, matches) if m is None]
     if missing or not wanted:
         raise DatasetError(
             f"the {who} has no label {', '.join(map(repr, missing)) or '(none given)'};"
             f" its labels: {', '.join(known)}"
         )
-    return [list(known).index(x) for x in wanted]
+    return [list(known).index(m) for m in matches if m is not None]
 
 
 def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, tta: bool,

@@ -59,6 +59,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 """Training precisions: float32, or Keras mixed precision with bfloat16 computation and
 float32 weights (faster on hardware with bfloat16 instructions, e.g. AVX512-BF16)."""
 
+MAX_SEED = 2**32 - 1
+"""The largest ``seed`` (the backends' and NumPy's seeds are 32-bit)."""
+
 MODEL_FILE = "model.keras"
 _STATE_FILE = "state.json"
 _SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept for resume
@@ -134,7 +137,8 @@ class Trainer:
             and brightness (+-20%) on training images, inside the training graph.
         patience: stop when validation accuracy has not improved for this many epochs
             (0 = never stop early).
-        seed: seeds Python, NumPy and the backend (weights, shuffling, augmentation).
+        seed: seeds Python, NumPy and the backend (weights, shuffling, augmentation);
+            0 to :data:`MAX_SEED`.
         resume: continue the run in ``out_dir`` from its last checkpoint.
         progress: show a progress bar per epoch (tqdm, on stderr).
         teacher: knowledge distillation: a classifier (registered name, model directory or
@@ -186,6 +190,11 @@ class Trainer:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.architecture = get_architecture(arch)
+        _check_finite(learning_rate=learning_rate, weight_decay=weight_decay,
+                      label_smoothing=label_smoothing, teacher_weight=teacher_weight,
+                      teacher_temperature=teacher_temperature)
+        if not 0 <= seed <= MAX_SEED:
+            raise TrainingError(f"seed must be in 0..{MAX_SEED}, got {seed}")
         if epochs < 1 or batch_size < 1 or learning_rate <= 0:
             raise TrainingError("epochs, batch_size and learning_rate must be positive")
         if class_weight not in CLASS_WEIGHTING:
@@ -692,6 +701,13 @@ class Trainer:
         return metrics
 
 
+def _check_finite(**values: float) -> None:
+    """A ``nan`` or infinite option is an error (``nan`` passes every ``<=`` check)."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingError(f"{name} must be a finite number, got {value}")
+
+
 def _import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -715,7 +731,13 @@ def _keras_callback_base() -> Any:
 
 
 class _RunState(_keras_callback_base()):  # type: ignore[misc]
-    """Per epoch: record history, save the best model, early stopping, write state.json."""
+    """Per epoch: record history, save the best model, early stopping, write state.json.
+
+    A loss that becomes ``nan`` or infinite (a diverging run, e.g. a far too large learning
+    rate) ends the epoch at once (like ``keras.callbacks.TerminateOnNaN``, without its
+    message on stdout), and the epoch's end raises :class:`TrainingError` before anything
+    of that epoch (model, weights backup, history) is saved.
+    """
 
     def __init__(self, trainer: Trainer, model: Any, state: dict[str, Any], n_train: int,
                  early_stopping: bool = True) -> None:
@@ -730,9 +752,14 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._t0 = time.perf_counter()
 
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.model.stop_training = True  # on_epoch_end reports it
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._t0
         logs = dict(logs or {})
+        self._check_diverged(epoch, logs)
         row = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
         row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
         row["seconds"] = round(seconds, 2)
@@ -766,6 +793,22 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
             row.get("val_accuracy", math.nan), state["best"] or math.nan, state["best_epoch"],
             row["images_per_s"],
         )
+
+    def _check_diverged(self, epoch: int, logs: dict[str, Any]) -> None:
+        """Raise :class:`TrainingError` if epoch ``epoch`` (0-based) ended with a ``nan`` or
+        infinite training or validation loss."""
+        names = {"loss": "loss", "val_loss": "validation loss"}
+        bad = [(names[k], float(logs[k])) for k in names
+               if k in logs and not math.isfinite(float(logs[k]))]
+        if not bad:
+            return
+        best = self.state["best_epoch"]
+        what = (f"{self.trainer.out_dir / MODEL_FILE} holds epoch {best}, the best so far; "
+                "continue from there with a lower learning rate (--lr) and --resume"
+                if best else
+                "no model was saved; run again with a lower learning rate (--lr)")
+        raise TrainingError(f"training diverged in epoch {epoch + 1}: the {bad[0][0]} became "
+                            f"{bad[0][1]}; {what}")
 
 
 class _Progress(_keras_callback_base()):  # type: ignore[misc]

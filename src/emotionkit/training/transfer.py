@@ -17,7 +17,7 @@ from ..classifiers.config import ModelConfig
 from ..hub import file_sha256
 from .applications import base_of, set_trainable_blocks
 from .datasets import ImageData
-from .trainer import _RESUME_MUST_MATCH, Trainer, TrainingError
+from .trainer import _RESUME_MUST_MATCH, Trainer, TrainingError, _check_finite
 
 __all__ = ["TransferTrainer"]
 
@@ -72,6 +72,7 @@ class TransferTrainer(Trainer):
             raise TrainingError(
                 f"architecture {arch!r} has no pretrained base; train it with Trainer"
             )
+        _check_finite(head_learning_rate=head_learning_rate)
         if head_epochs < 0 or head_learning_rate <= 0:
             raise TrainingError("head_epochs must be >= 0 and head_learning_rate positive")
         weights = str(base_weights)
