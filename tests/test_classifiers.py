@@ -245,3 +245,130 @@ def test_a_folded_copy_that_changes_the_outputs_is_not_used(
     with caplog.at_level("DEBUG", logger="emotionkit"):
         assert _fold.fold_batch_norms(mixed, x) is mixed
     assert caplog.text == ""  # skipped: not tried and rejected
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("model_file", None, r"model_file must be the model's file name.*got null"),
+    ("model_file", 5, r"model_file must be the model's file name.*got 5"),
+    ("model_file", "", r"model_file must be the model's file name"),
+    ("pixel_scale", "x", r"pixel_scale must be a finite number, got \"x\""),
+    ("pixel_scale", 0, r"pixel_scale must not be 0"),
+    ("pixel_offset", None, r"pixel_offset must be a finite number, got null"),
+    ("crop_margin", "abc", r"crop_margin must be a finite number, got \"abc\""),
+    ("crop_margin", -0.6, r"crop_margin must be >= 0 .*got -0\.6"),
+    ("input_size", ["a", "b"], r"input_size must be \[height, width\].*got \[\"a\", \"b\"\]"),
+    ("input_size", 48, r"input_size must be \[height, width\].*got 48"),
+    ("channels", True, r"channels must be 1 or 3, got true"),
+    ("labels", [["a"], "b", "c", "d", "e", "f", "g"], r"labels must be a non-empty list of "
+                                                        r"non-empty strings"),
+    ("architecture", 3, r"architecture must be a name or null, got 3"),
+], ids=["model_file-null", "model_file-int", "model_file-empty", "pixel_scale-str",
+        "pixel_scale-0", "pixel_offset-null", "crop_margin-str", "crop_margin-negative",
+        "input_size-str", "input_size-int", "channels-bool", "labels-nested",
+        "architecture-int"])
+def test_config_values_are_checked_when_read(fer7_model_dir: Path, tmp_path: Path, field: str,
+                                             value: object, message: str) -> None:
+    """A config.json field of the wrong type or range is one ModelLoadError naming the
+    file and the field, when the model is loaded (not a traceback, or wrong outputs, later)."""
+    import shutil
+
+    data = json.loads((fer7_model_dir / "config.json").read_text())
+    data[field] = value
+    shutil.copy(fer7_model_dir / "model.keras", tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match=rf"config\.json: {message}"):
+        load_classifier(tmp_path)
+
+
+def test_models_with_non_finite_outputs_are_refused(tmp_path: Path,
+                                                    astronaut_bgr: np.ndarray) -> None:
+    """A model whose weights are NaN (a diverged training run) is refused when loaded; a
+    model that overflows on some faces only raises for those at predict time, instead of
+    calling every face "angry" (the argmax of NaN)."""
+    import keras
+
+    from emotionkit import EmotionKitError
+    from emotionkit.classifiers import KerasClassifier
+
+    broken = small_cnn(7)  # what a run whose loss went to NaN saves
+    broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
+    save_model_dir(tmp_path / "nan", broken, FER_LABELS)
+    with pytest.raises(ModelLoadError, match=r"nan.model\.keras: model .* gives non-finite "
+                                             r"outputs \(NaN or infinity\).*retrain"):
+        load_classifier(tmp_path / "nan")
+
+    # finite on the check batch (mean brightness ~0.5), infinite on a dark face (< 0.4)
+    inputs = keras.Input((48, 48, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    darkness = keras.layers.Dense(1, activation="relu", name="darkness")(mean)
+    logits = keras.layers.Dense(7, name="logits")(
+        keras.layers.Dense(1, name="huge")(darkness))
+    model = keras.Model(inputs, logits)
+    model.get_layer("darkness").set_weights([np.array([[-1.0]]), np.array([0.4])])
+    model.get_layer("huge").set_weights([np.array([[3e38]]), np.zeros(1)])
+    model.get_layer("logits").set_weights([np.full((1, 7), 3e38), np.zeros(7)])
+    clf = KerasClassifier(model, ModelConfig(labels=FER_LABELS))
+    face = astronaut_bgr[82:178, 177:273]
+    assert np.isfinite(clf.predict([face])).all()
+    dark = (face * 0.2).astype(np.uint8)
+    with pytest.raises(EmotionKitError, match=r"the model gives non-finite outputs .* for "
+                                              r"some of these faces"):
+        clf.predict([face, dark])
+
+
+def test_the_model_attribute_is_read_only(fer7_model_dir: Path) -> None:
+    """Predictions come from an inference function made when the classifier is built;
+    putting another model in its place would silently change nothing."""
+    clf = load_classifier(fer7_model_dir)
+    assert clf.model.name
+    with pytest.raises(AttributeError):
+        clf.model = small_cnn(7)  # type: ignore[misc]
+
+
+_JAX_BATCHES = """
+import json, sys
+import jax, keras, numpy as np
+traced = []
+jit = jax.jit
+def counting_jit(fn, **kwargs):  # Python code in a jitted function runs once per compilation
+    if fn.__module__ != "emotionkit.classifiers.keras_model":
+        return jit(fn, **kwargs)
+    def traced_fn(x):
+        traced.append(int(x.shape[0]))
+        return fn(x)
+    return jit(traced_fn, **kwargs)
+jax.jit = counting_jit
+from skimage import data
+from emotionkit.classifiers import load_classifier
+from emotionkit.classifiers.preprocess import faces_to_pixels, pixels_to_input
+clf = load_classifier(sys.argv[1], batch_size=16)
+cfg = clf.config
+image = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+faces = [image[y:y + 96, x:x + 96] for y in range(40, 240, 40) for x in range(140, 300, 40)]
+worst = 0.0
+for n in range(1, 21):
+    probs = clf.predict(faces[:n])
+    inputs = pixels_to_input(faces_to_pixels(faces[:n], cfg.input_size, cfg.channels), cfg)
+    unpadded = np.asarray(clf.model(inputs, training=False))  # exactly these n faces
+    assert probs.shape == unpadded.shape == (n, 7), (probs.shape, unpadded.shape)
+    worst = max(worst, float(np.abs(probs - unpadded).max()))
+print(json.dumps({"traced": traced, "worst": worst}))
+"""
+
+
+def test_jax_compiles_once_per_power_of_two_batch(fer7_model_dir: Path) -> None:
+    """KERAS_BACKEND=jax compiles the model once per input shape: batches are padded to a
+    power of two (at most batch_size), so 1..20 faces compile 5 variants, not 16, and give
+    the probabilities of the model called on exactly those faces."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    res = subprocess.run([sys.executable, "-c", _JAX_BATCHES, str(fer7_model_dir)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sorted(result["traced"]) == [1, 2, 4, 8, 16]
+    assert result["worst"] < 1e-5

@@ -215,3 +215,128 @@ def test_draw_faces_converts_images_to_bgr_and_refuses_non_images(
     for bad in (np.zeros((0, 0, 3), np.uint8), astronaut_bgr.tolist()):
         with pytest.raises(ImageLoadError, match=r"draw_faces\(\): (empty|expected a numpy)"):
             draw_faces(bad, [face])  # type: ignore[arg-type]
+
+
+def test_pil_images_honour_exif_orientation(tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    """A phone photo opened with PIL loads upright, exactly as its path and bytes do."""
+    wide = Image.fromarray(astronaut_bgr[:256, :, ::-1])
+    for orientation, name in ((6, "rot6.jpg"), (8, "rot8.png")):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / name
+        wide.save(path, exif=exif.tobytes())
+        expected = load_image(path)
+        assert expected.shape[:2] == (512, 256)
+        with Image.open(path) as pil:
+            np.testing.assert_array_equal(load_image(pil), expected)
+        np.testing.assert_array_equal(load_image(path.read_bytes()), expected)
+    upright = Image.fromarray(astronaut_bgr[:, :, ::-1])  # no EXIF: taken as it is
+    np.testing.assert_array_equal(load_image(upright), astronaut_bgr)
+
+
+def test_loading_in_threads_leaves_the_warnings_machinery_alone(
+    tmp_path: Path, astronaut_bgr: np.ndarray,
+) -> None:
+    """Decoding in a worker thread neither undoes the filters another thread installs, nor
+    swallows the warnings it records, nor leaves a filter behind (``catch_warnings`` in a
+    library is not thread-safe)."""
+    import threading
+    import time
+    import warnings
+
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), astronaut_bgr)
+    data = path.read_bytes()
+    stop = threading.Event()
+
+    def decode() -> None:
+        while not stop.is_set():
+            load_image(data)
+            load_image(path)
+
+    before = list(warnings.filters)
+    worker = threading.Thread(target=decode)
+    worker.start()
+    lost = undone = 0
+    try:
+        for i in range(60):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                time.sleep(0.002)
+                warnings.warn(f"user warning {i}", UserWarning, stacklevel=1)
+            lost += not caught
+            mine = f"emotionkit-test-{i}"
+            warnings.filterwarnings("ignore", message=mine)
+            time.sleep(0.002)
+            installed = [f for f in warnings.filters if f[1] is not None and f[1].pattern == mine]
+            undone += not installed
+            for f in installed:
+                warnings.filters.remove(f)
+    finally:
+        stop.set()
+        worker.join()
+    assert (lost, undone) == (0, 0)
+    assert warnings.filters == before
+
+
+def test_large_photos_load_and_bombs_are_refused(
+    tmp_path: Path, astronaut_bgr: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between Pillow's MAX_IMAGE_PIXELS and twice that (90-180 megapixels by default) an
+    image loads, with Pillow's own warning (left to the caller's filters); above, it is one
+    ImageLoadError. The limit is scaled down here so that the real 512x512 photo (262,144
+    pixels) crosses it."""
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut_bgr)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # warns above, refuses > 400,000
+    with pytest.warns(Image.DecompressionBombWarning):
+        np.testing.assert_array_equal(load_image(path), astronaut_bgr)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    with pytest.raises(ImageLoadError, match=r"a.png: too large to decode safely .*downscale"):
+        load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # Pillow's "no limit"
+    np.testing.assert_array_equal(load_image(path), astronaut_bgr)
+
+
+def test_cli_hides_pillows_warning_for_large_photos(tmp_path: Path,
+                                                    astronaut_bgr: np.ndarray) -> None:
+    """The CLI (its own process) filters Pillow's DecompressionBombWarning: a 90-180 MP
+    photo is not a problem worth a warning line there."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut_bgr)
+    code = ("import PIL.Image, sys; PIL.Image.MAX_IMAGE_PIXELS = 200_000; "
+            "from emotionkit.cli import run; sys.argv = ['emotionkit', 'detect', "
+            f"{str(path)!r}, '-d', 'none', '--format', 'csv']; run()")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "DecompressionBomb" not in res.stderr and "a.png" in res.stdout
+
+
+def test_unreadable_pil_images_are_one_clear_error(
+    tmp_path: Path, astronaut_bgr: np.ndarray,
+) -> None:
+    """A PIL image whose file is truncated, whose file was closed before its pixels were
+    read, or whose mode has no RGB conversion: one ImageLoadError saying what to do."""
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), astronaut_bgr)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ImageLoadError, match=r"truncated.*complete copy"):
+        load_image(Image.open(cut))
+
+    with Image.open(path) as pil:  # the `with` block closes the file ...
+        pass
+    closed = Image.open(path)
+    closed.close()
+    with path.open("rb") as f:
+        from_closed_file = Image.open(f)
+    for image in (pil, closed, from_closed_file):  # ... before the pixels were read
+        with pytest.raises(ImageLoadError, match=r"cannot be read .*image\.load\(\) inside"):
+            load_image(image)
+
+    premultiplied = Image.fromarray(astronaut_bgr[:, :, ::-1]).convert("LA").convert("La")
+    with pytest.raises(ImageLoadError, match=r"mode 'La' cannot be converted to RGB"):
+        load_image(premultiplied)

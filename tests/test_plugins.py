@@ -301,3 +301,42 @@ class _TopLeftQuarter:
     def detect(self, image_bgr):
         h, w = image_bgr.shape[:2]
         return [emotionkit.Detection(box=(0, 0, w // 2, h // 2), score=None)]
+
+
+def test_close_closes_the_plugins_the_recognizer_made_and_only_those(astronaut_bgr) -> None:
+    """Plugins created from a name are the recognizer's: close() (and a `with` block) calls
+    their close() once; plugin objects passed in are left to their owner."""
+
+    class Closing(_Constant):
+        def __init__(self) -> None:
+            self.closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    class ClosingDetector:
+        def __init__(self) -> None:
+            self.closed = 0
+
+        def detect(self, image_bgr):
+            return [emotionkit.Detection(box=(0, 0, 10, 10))]
+
+        def close(self) -> None:
+            self.closed += 1
+
+    register_detector("closing", ClosingDetector)
+    register_classifier("closing", Closing)
+    try:
+        with EmotionRecognizer(detector="closing", classifier="closing") as rec:
+            assert rec.detect(astronaut_bgr)[0].top_emotion == "excited"
+        rec.close()
+        assert (rec.detector.closed, rec.classifier.closed) == (1, 1)
+        detector, classifier = ClosingDetector(), Closing()
+        with EmotionRecognizer(detector=detector, classifier=classifier):
+            pass
+        assert (detector.closed, classifier.closed) == (0, 0)
+    finally:
+        from emotionkit.registry import _classifiers, _detectors
+
+        _detectors.unregister("closing")
+        _classifiers.unregister("closing")

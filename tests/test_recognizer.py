@@ -231,3 +231,95 @@ def test_recognizer_scores_real_rows_as_evaluate_does() -> None:
     scaled = np.stack(pixels)[..., None].astype(np.float32) * rec.classifier.config.pixel_scale
     original = np.asarray(rec.classifier.model(scaled, training=False))
     np.testing.assert_allclose(probs, original, atol=1e-5)
+
+
+def test_classify_refuses_one_crop_and_crops_that_are_not_images(rec, astronaut_bgr) -> None:
+    """One crop is not a batch of pixel rows; crops of 2 or 5 channels and non-arrays are
+    one clear error naming the crop."""
+    from emotionkit import ImageLoadError
+
+    crop = astronaut_bgr[82:178, 177:273]
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    for one in (crop, gray):
+        with pytest.raises(TypeError, match=r"classify takes a list of face crops, not one "
+                                            r"array of shape \(96, 96.*pass \[crop\]"):
+            rec.classify(one)
+    assert rec.classify(np.stack([crop, crop])).shape == (2, 2)  # (N, H, W, C): a batch
+    np.testing.assert_allclose(rec.classify([gray[:, :, None]]), rec.classify([gray]),
+                               atol=1e-6)
+    for bad, shape in ((crop[:, :, :2], r"\(96, 96, 2\)"),
+                       (np.dstack([crop, crop[:, :, :2]]), r"\(96, 96, 5\)")):
+        with pytest.raises(ImageLoadError, match=rf"face crop 1 is empty or has shape {shape}"):
+            rec.classify([crop, bad])
+    with pytest.raises(ImageLoadError, match=r"face crop 0 is a list, not a numpy image"):
+        rec.classify([[1, 2, 3]])
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"batch_size": "3"}, TypeError, r"batch_size must be an int >= 1, got '3' \(str\)"),
+    ({"batch_size": 2.5}, TypeError, r"batch_size must be an int >= 1, got 2\.5"),
+    ({"batch_size": True}, TypeError, r"batch_size must be an int"),
+    ({"margin": -0.6}, ValueError, r"margin must be a finite number >= 0.*got -0\.6"),
+    ({"margin": float("nan")}, ValueError, r"margin must be a finite number >= 0.*got nan"),
+    ({"margin": float("inf")}, ValueError, r"margin must be a finite number >= 0"),
+    ({"margin": "x"}, TypeError, r"margin must be a number >= 0 .* or None, got 'x'"),
+], ids=["batch-str", "batch-float", "batch-bool", "margin-negative", "margin-nan",
+        "margin-inf", "margin-str"])
+def test_bad_margin_and_batch_size_are_refused_when_made(
+    brightness_model_dir, kwargs, error, message,
+) -> None:
+    with pytest.raises(error, match=message):
+        EmotionRecognizer(detector="none", classifier=brightness_model_dir, **kwargs)
+
+
+def test_valid_margins_and_batch_sizes_are_kept(brightness_model_dir, astronaut_bgr) -> None:
+    crop = astronaut_bgr[82:178, 177:273]
+    for margin, batch_size in ((0, 1), (0.25, np.int64(3)), (np.float32(1.5), 256)):
+        rec = EmotionRecognizer(detector="none", classifier=brightness_model_dir,
+                                margin=margin, batch_size=batch_size)
+        assert rec.crop_margin == float(margin) and rec.batch_size == int(batch_size)
+        assert rec.classify([crop] * 4).shape == (4, 2)
+
+
+def test_empty_classifier_name_is_refused(brightness_model_dir) -> None:
+    """"" is not the current directory (Path("") is ".")."""
+    from emotionkit import resolve_classifier
+
+    for name in ("", " "):
+        with pytest.raises(UnknownPluginError, match=r"empty classifier name .*fer-cnn"):
+            resolve_classifier(name)
+    with pytest.raises(UnknownPluginError, match=r"empty classifier name ''"):
+        EmotionRecognizer(detector="none", classifier="")
+
+
+def test_close_and_with_block_free_what_the_recognizer_made(
+    brightness_model_dir, astronaut_bgr,
+) -> None:
+    from emotionkit import EmotionKitError, create_detector
+
+    with EmotionRecognizer(detector="mediapipe", classifier=brightness_model_dir) as made:
+        assert len(made.detect(astronaut_bgr)) == 1
+    with pytest.raises(EmotionKitError, match="closed"):  # its MediaPipe graph is freed
+        made.detect(astronaut_bgr)
+    made.close()  # again: nothing happens
+
+    shared = create_detector("mediapipe")
+    try:
+        with EmotionRecognizer(detector=shared, classifier=brightness_model_dir) as rec:
+            assert len(rec.detect(astronaut_bgr)) == 1
+        assert len(shared.detect(astronaut_bgr)) == 1  # passed in: left to its owner
+    finally:
+        shared.close()
+
+
+def test_type_hints_of_the_image_api_resolve() -> None:
+    """typing.get_type_hints (pydantic, typeguard, sphinx) works on the image-taking API."""
+    import typing
+
+    from emotionkit import load_image
+
+    for function in (load_image, EmotionRecognizer.detect, EmotionRecognizer.detect_batch,
+                     EmotionRecognizer.classify):
+        hints = typing.get_type_hints(function)
+        assert "return" in hints
+    assert Image.Image in typing.get_args(typing.get_type_hints(load_image)["source"])

@@ -522,3 +522,15 @@ def test_read_timelines_errors_name_the_file(tmp_path: Path) -> None:
     assert isinstance(err.value, EmotionKitError)
     with pytest.raises(ResultsFileError, match="missing.csv: cannot read"):
         read_timelines(tmp_path / "missing.csv")
+
+
+def test_video_frames_compare_by_index_time_and_faces_not_pixels(rec, face_video: Path) -> None:
+    """``==`` on VideoFrames (a pickled copy, ``in``) compares index, time and faces; the
+    image array is left out (comparing it raised "truth value of an array is ambiguous")."""
+    import pickle
+
+    frames = list(rec.detect_video(face_video))[:2]
+    copy = pickle.loads(pickle.dumps(frames[0]))
+    assert copy == frames[0] and copy in frames
+    assert frames[0] != frames[1]
+    np.testing.assert_array_equal(copy.image, frames[0].image)

@@ -8,20 +8,18 @@ into that form.
 
 from __future__ import annotations
 
+import contextlib
 import io as _stdio
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage  # ~7 ms; a real class makes ImageInput resolvable
 
 from .errors import ImageLoadError
 
-if TYPE_CHECKING:
-    from PIL import Image as PILImage
-
-ImageInput = Union[str, Path, bytes, bytearray, np.ndarray, "PILImage.Image"]
+ImageInput = str | Path | bytes | bytearray | np.ndarray | PILImage.Image
 """Anything :func:`load_image` accepts."""
 
 __all__ = ["IMAGE_SUFFIXES", "ImageInput", "crop", "expand_box", "load_image", "to_bgr",
@@ -38,6 +36,7 @@ listed but need a HEIF decoder for Pillow (``pillow-heif``); without one, loadin
 raises :class:`~emotionkit.errors.ImageLoadError` saying so."""
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+_EXIF_ORIENTATION = 0x0112
 
 
 def load_image(source: ImageInput) -> np.ndarray:
@@ -46,16 +45,21 @@ def load_image(source: ImageInput) -> np.ndarray:
     Accepted inputs:
 
     * ``str`` / ``pathlib.Path``: an image file; EXIF orientation is honoured; 16-bit
-      files keep their top 8 bits; files above Pillow's decompression-bomb limit (about
-      179 megapixels) are refused.
-    * ``bytes`` / ``bytearray``: an encoded image file (JPEG, PNG, ...).
+      files keep their top 8 bits; images of more than twice Pillow's
+      ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 megapixels) are refused; between that and
+      ``MAX_IMAGE_PIXELS`` they load with Pillow's ``DecompressionBombWarning`` (a Python
+      warning: filter it with ``warnings.filterwarnings("ignore",
+      category=PIL.Image.DecompressionBombWarning)``; the CLI does).
+    * ``bytes`` / ``bytearray``: an encoded image file (JPEG, PNG, ...), as for a path.
     * ``numpy.ndarray``: ``(H, W)`` grayscale, ``(H, W, 1)``, ``(H, W, 3)`` **BGR** or
       ``(H, W, 4)`` BGRA (alpha dropped); ``uint8``, or float in ``[0, 1]``.
-    * ``PIL.Image.Image``: converted from its own mode (RGB, L, RGBA, P, ...).
+    * ``PIL.Image.Image``: converted from its own mode (RGB, L, RGBA, P, ...); EXIF
+      orientation is honoured, as for a path.
 
     Raises:
-        ImageLoadError: the file is missing, empty, or not a decodable image, or the
-            array has an unsupported shape.
+        ImageLoadError: the file is missing, empty, or not a decodable image; the array
+            has an unsupported shape; or the PIL image cannot be read (its file closed or
+            truncated, an unsupported mode).
     """
     if isinstance(source, (str, Path)):
         if isinstance(source, str) and not source.strip():
@@ -65,7 +69,7 @@ def load_image(source: ImageInput) -> np.ndarray:
         return _decode_bytes(bytes(source), what="image bytes")
     if isinstance(source, np.ndarray):
         return to_bgr(source)
-    if _is_pil_image(source):
+    if isinstance(source, PILImage.Image):
         return _pil_to_bgr(source)
     raise ImageLoadError(
         f"unsupported image input of type {type(source).__name__}; "
@@ -184,21 +188,9 @@ def _checked_array(array: Any) -> np.ndarray:
 def _decode_bytes(data: bytes, what: str) -> np.ndarray:
     if not data:
         raise ImageLoadError(f"{what}: file is empty (0 bytes); expected an image")
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():  # large photos (90-180 megapixels) load quietly
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(_stdio.BytesIO(data)) as pil:
-                pil.load()
-                return _pil_to_bgr(ImageOps.exif_transpose(pil))
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(
-            f"{what}: too large to decode safely ({exc.args[0].split(',')[0]}); downscale it "
-            "first"
-        ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        pass
+    decoded = _decode_with_pil(data, what)
+    if decoded is not None:
+        return decoded
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         raise ImageLoadError(
@@ -213,17 +205,47 @@ def _decode_bytes(data: bytes, what: str) -> np.ndarray:
     return to_bgr(decoded)
 
 
-def _is_pil_image(obj: Any) -> bool:
+def _decode_with_pil(data: bytes, what: str) -> np.ndarray | None:
+    """``data`` decoded by Pillow, upright; ``None`` where Pillow cannot decode it (then
+    OpenCV is tried). Raises :class:`ImageLoadError` for an image too large to decode.
+
+    Pillow warns (``DecompressionBombWarning``) for 90-180 megapixel images; the warning
+    is left to the caller's ``warnings`` filters: silencing it here per call
+    (``warnings.catch_warnings``) would not be thread-safe. The CLI hides it.
+    """
     try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return False
-    return isinstance(obj, Image.Image)
+        # ImageLoadError: truncated, or a variant Pillow lacks (then OpenCV is tried)
+        with PILImage.open(_stdio.BytesIO(data)) as pil, contextlib.suppress(ImageLoadError):
+            return _pil_to_bgr(pil)
+    except PILImage.DecompressionBombError as exc:
+        raise ImageLoadError(
+            f"{what}: too large to decode safely ({exc.args[0].split(',')[0]}); downscale it "
+            "first"
+        ) from exc
+    except (PILImage.UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass  # a format Pillow does not read (OpenCV may)
+    return None
 
 
 def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
+    """A PIL image as BGR ``uint8`` ``(H, W, 3)``, turned upright by its EXIF orientation
+    tag; what cannot be read is one :class:`ImageLoadError` saying what to do."""
     if pil.width == 0 or pil.height == 0:
         raise ImageLoadError(f"empty PIL image of size {pil.width}x{pil.height} (zero pixels)")
+    try:
+        pil.load()
+    except OSError as exc:  # "image file is truncated", "broken data stream", ...
+        raise ImageLoadError(
+            f"PIL image: its pixels cannot be decoded ({exc}); the file is truncated or "
+            "corrupt: use a complete copy of it"
+        ) from exc
+    except (ValueError, AssertionError) as exc:  # Pillow's errors for a closed file
+        raise ImageLoadError(
+            f"PIL image: its pixels cannot be read ({str(exc) or 'its file is closed'}); an "
+            "image from Image.open() must be loaded while its file is open: call "
+            "image.load() inside the `with` block, or pass the file's path instead"
+        ) from exc
+    pil = _upright(pil)
     if pil.mode.startswith("I;16") or pil.mode in ("I", "F"):  # deep gray, as arrays are
         values = np.asarray(pil)
         sixteen_bit = pil.mode.startswith("I;16") or (
@@ -233,8 +255,24 @@ def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
         return cv2.cvtColor(_to_uint8(values), cv2.COLOR_GRAY2BGR)
     if pil.mode == "L":
         return cv2.cvtColor(np.asarray(pil), cv2.COLOR_GRAY2BGR)
-    rgb = np.asarray(pil.convert("RGB"))
+    try:
+        rgb = np.asarray(pil.convert("RGB"))
+    except ValueError as exc:  # e.g. "conversion from La to L not supported"
+        raise ImageLoadError(
+            f"PIL image mode {pil.mode!r} cannot be converted to RGB ({exc}); convert it to "
+            "a mode that can first (RGB, RGBA, L or LA: image.convert('LA') for 'La')"
+        ) from exc
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _upright(pil: PILImage.Image) -> PILImage.Image:
+    """``pil`` turned as its EXIF orientation tag says it is displayed (``pil`` itself when
+    it has no such tag, so that no copy is made)."""
+    if pil.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+        return pil
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(pil)
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:

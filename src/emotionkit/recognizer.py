@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,15 +32,22 @@ class EmotionRecognizer:
             path to a Keras model file or a model directory written by ``emotionkit
             train``, or a classifier object (see
             :class:`~emotionkit.classifiers.EmotionClassifier`).
-        margin: fraction of the face box added on every side before cropping; ``None``
+        margin: fraction of the face box added on every side before cropping, a finite
+            number >= 0 (0.2 on a 100-pixel box: 20 pixels more on each side); ``None``
             uses the classifier's own ``crop_margin``.
-        batch_size: most faces sent to the classifier in one call.
+        batch_size: most faces sent to the classifier in one call, an int >= 1.
 
-    Example::
+    Raises:
+        TypeError: ``margin`` is not a number or ``batch_size`` not an int.
+        ValueError: ``margin`` is negative or not finite, or ``batch_size`` below 1.
 
-        rec = EmotionRecognizer()
-        for face in rec.detect("photo.jpg"):
-            print(face.box, face.top_emotion)
+    :meth:`close` (or a ``with`` block) frees the native resources of the detector and
+    classifier the recognizer created from names or paths; objects passed in are left to
+    their owner. Example::
+
+        with EmotionRecognizer() as rec:
+            for face in rec.detect("photo.jpg"):
+                print(face.box, face.top_emotion)
     """
 
     def __init__(
@@ -49,12 +58,31 @@ class EmotionRecognizer:
         margin: float | None = None,
         batch_size: int = 256,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.margin = _checked_margin(margin)
+        self.batch_size = _checked_batch_size(batch_size)
         self.classifier = resolve_classifier(classifier)
         self.detector = resolve_detector(detector)
-        self.margin = margin
-        self.batch_size = batch_size
+        self._owned = [plugin for plugin, spec in ((self.detector, detector),
+                                                    (self.classifier, classifier))
+                       if plugin is not spec]  # made here from a name or path: ours to close
+
+    def close(self) -> None:
+        """Free the resources of the detector and classifier this recognizer created (the
+        MediaPipe graph, ...) by calling their ``close()`` where they have one; detectors
+        and classifiers passed in as objects are left open. Calling it again does nothing.
+        A closed MediaPipe detector raises :class:`~emotionkit.errors.EmotionKitError` on
+        :meth:`detect`."""
+        owned, self._owned = self._owned, []
+        for plugin in owned:
+            close = getattr(plugin, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> EmotionRecognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -77,12 +105,7 @@ class EmotionRecognizer:
         ``images`` is a list (or other iterable) of images, or an ``(N, H, W, C)`` array;
         one path, bytes object or image array is a ``TypeError`` (use :meth:`detect`).
         """
-        if isinstance(images, (str, bytes, os.PathLike)) or (
-                isinstance(images, np.ndarray) and images.ndim < 4):
-            what = (f"array of shape {images.shape}" if isinstance(images, np.ndarray)
-                    else f"{type(images).__name__} ({str(images)[:80]!r})")
-            raise TypeError(f"detect_batch takes a list of images, not one {what}; "
-                            "use detect() for one image")
+        _refuse_one("detect_batch", "images", images, "use detect() for one image")
         arrays = [load_image(img) for img in images]
         detections = [self.detector.detect(arr) for arr in arrays]
         margin = self.crop_margin
@@ -133,9 +156,11 @@ class EmotionRecognizer:
     def classify(self, face_crops: Sequence[np.ndarray]) -> np.ndarray:
         """Emotion probabilities ``(N, len(labels))`` for face crops.
 
-        Crops are BGR ``uint8`` arrays (2-D: grayscale) of any size; they are resized by
-        the classifier. Rows sum to 1.
+        ``face_crops`` is a list of BGR ``uint8`` arrays (2-D: grayscale) of any size, or
+        an ``(N, H, W, C)`` array; they are resized by the classifier. Rows sum to 1. One
+        crop on its own is a ``TypeError``: pass ``[crop]``.
         """
+        _refuse_one("classify", "face crops", face_crops, "pass [crop] for one crop")
         n_labels = len(self.labels)
         if len(face_crops) == 0:
             return np.zeros((0, n_labels), dtype=np.float32)
@@ -152,6 +177,41 @@ class EmotionRecognizer:
 
     def __repr__(self) -> str:
         return f"EmotionRecognizer(detector={self.detector!r}, classifier={self.classifier!r})"
+
+
+def _refuse_one(method: str, items: str, given: Any, advice: str) -> None:
+    """Raise ``TypeError`` if ``given`` is one item (a path, bytes, or an image array of
+    fewer than 4 dimensions) rather than a list of ``items``: iterating over it would give
+    characters or pixel rows, and a silently wrong result."""
+    if isinstance(given, (str, bytes, os.PathLike)) or (
+            isinstance(given, np.ndarray) and given.ndim < 4):
+        what = (f"array of shape {given.shape}" if isinstance(given, np.ndarray)
+                else f"{type(given).__name__} ({str(given)[:80]!r})")
+        raise TypeError(f"{method} takes a list of {items}, not one {what}; {advice}")
+
+
+def _checked_margin(margin: Any) -> float | None:
+    """``margin`` as a float if it is ``None`` or a finite number >= 0; else ``TypeError``
+    / ``ValueError`` naming it."""
+    if margin is None:
+        return None
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
+        raise TypeError(f"margin must be a number >= 0 (a fraction of the face box) or None, "
+                        f"got {margin!r} ({type(margin).__name__})")
+    if not math.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0 (a fraction of the face box), "
+                         f"got {margin!r}")
+    return float(margin)
+
+
+def _checked_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as an int if it is an int >= 1; else ``TypeError`` / ``ValueError``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r} "
+                        f"({type(batch_size).__name__})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
 
 
 def _to_face(det: Detection, labels: tuple[str, ...], probs: np.ndarray) -> Face:

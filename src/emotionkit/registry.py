@@ -159,6 +159,11 @@ def resolve_classifier(classifier: str | Path | Any) -> Any:
     ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels``,
     ``input_size``, ``crop_margin`` and ``predict()`` -- the rules of
     ``EmotionRecognizer(classifier=...)``."""
+    if isinstance(classifier, str) and not classifier.strip():  # Path("") would be "."
+        raise UnknownPluginError(
+            f"empty classifier name {classifier!r}; pass a registered name "
+            f"({', '.join(_classifiers.names())}) or a model file or directory path"
+        )
     if isinstance(classifier, str) and classifier.startswith("hf://"):
         from .hub import load_hub_classifier
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +47,14 @@ class VideoFrame:
         time: seconds since the video's first frame (from the file's timestamps; for a
             camera, the time since capture started).
         faces: the faces with their track ids (:class:`~emotionkit.tracking.TrackedFace`).
-        image: the decoded BGR frame.
+        image: the decoded BGR frame. Not compared by ``==``: two frames are equal when
+            their index, time and faces are.
     """
 
     index: int
     time: float
     faces: list[TrackedFace]
-    image: np.ndarray
+    image: np.ndarray = field(compare=False)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Fields not listed here (training arguments, metrics, data fingerprint) are kept 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,15 @@ class ModelConfig:
         channels: 1 (grayscale) or 3 (colour, see ``color_order``).
         color_order: ``"rgb"`` or ``"bgr"`` for 3-channel models.
         pixel_scale, pixel_offset: the model input is ``pixels * pixel_scale + pixel_offset``
-            with ``pixels`` in ``0..255``.
-        crop_margin: fraction of the face box added on each side before cropping.
+            with ``pixels`` in ``0..255``; finite numbers, ``pixel_scale`` not 0.
+        crop_margin: fraction of the face box added on each side before cropping, a finite
+            number >= 0.
         model_file: the model's file name, relative to the config's directory.
         architecture: name of the architecture that built the model, if known.
         extra: every other field of the JSON file.
+
+    Raises:
+        ModelLoadError: a field has a wrong type or value (the message names the field).
     """
 
     labels: tuple[str, ...]
@@ -54,16 +60,41 @@ class ModelConfig:
         if isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple)):
             raise ModelLoadError(
                 f"labels must be a list of label names such as [\"angry\", \"happy\"], "
-                f"got {self.labels!r}"
+                f"got {_shown(self.labels)}"
             )
-        self.labels = tuple(str(label) for label in self.labels)
-        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-        if len(set(self.labels)) != len(self.labels) or not self.labels:
-            raise ModelLoadError(f"labels must be unique and non-empty, got {self.labels}")
-        if self.channels not in (1, 3):
-            raise ModelLoadError(f"channels must be 1 or 3, got {self.channels}")
+        if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
+            raise ModelLoadError(
+                f"labels must be a non-empty list of non-empty strings, got {_shown(self.labels)}")
+        self.labels = tuple(self.labels)
+        if len(set(self.labels)) != len(self.labels):
+            raise ModelLoadError(f"labels must be unique, got {self.labels}")
+        size = self.input_size
+        if (isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple))
+                or len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size)):
+            raise ModelLoadError(
+                f"input_size must be [height, width] in pixels (two ints >= 1), got "
+                f"{_shown(size)}")
+        self.input_size = (int(size[0]), int(size[1]))
+        if not _is_int(self.channels) or self.channels not in (1, 3):
+            raise ModelLoadError(f"channels must be 1 or 3, got {_shown(self.channels)}")
+        self.channels = int(self.channels)
         if self.color_order not in ("rgb", "bgr"):
-            raise ModelLoadError(f"color_order must be 'rgb' or 'bgr', got {self.color_order!r}")
+            raise ModelLoadError(
+                f"color_order must be 'rgb' or 'bgr', got {_shown(self.color_order)}")
+        self.pixel_scale = _finite("pixel_scale", self.pixel_scale)
+        if self.pixel_scale == 0:
+            raise ModelLoadError("pixel_scale must not be 0 (every input would be the same)")
+        self.pixel_offset = _finite("pixel_offset", self.pixel_offset)
+        self.crop_margin = _finite("crop_margin", self.crop_margin)
+        if self.crop_margin < 0:
+            raise ModelLoadError(f"crop_margin must be >= 0 (a fraction of the face box), got "
+                                 f"{_shown(self.crop_margin)}")
+        if not isinstance(self.model_file, str) or not self.model_file.strip():
+            raise ModelLoadError(f"model_file must be the model's file name, such as "
+                                 f"\"model.keras\", got {_shown(self.model_file)}")
+        if self.architecture is not None and not isinstance(self.architecture, str):
+            raise ModelLoadError(
+                f"architecture must be a name or null, got {_shown(self.architecture)}")
 
     @classmethod
     def read(cls, path: str | Path) -> ModelConfig:
@@ -110,3 +141,23 @@ class ModelConfig:
         path = Path(directory) / CONFIG_NAME
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number; else ModelLoadError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+            value):
+        raise ModelLoadError(f"{name} must be a finite number, got {_shown(value)}")
+    return float(value)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as written in JSON (``null``, ``"abc"``), for messages about config.json."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import EmotionKitError, ModelLoadError
 from ._fold import fold_batch_norms
 from .base import FER_LABELS
 from .config import CONFIG_NAME, ModelConfig
@@ -36,17 +36,33 @@ class KerasClassifier:
         batch_size: largest batch sent to the model in one call.
 
     Use :func:`load_classifier` to build one from a file or directory. Predictions run on
-    an inference copy of ``model`` in which each batch normalisation right after a float32
-    ``Conv2D`` is folded into it (same probabilities up to float rounding, ~20% faster on
-    a CPU); ``model`` itself is left as it is.
+    an inference function made here from ``model``'s weights: a compiled copy in which each
+    batch normalisation right after a float32 ``Conv2D`` is folded into it (same
+    probabilities up to float rounding, ~20% faster on a CPU). :attr:`model` is the model
+    as given, for inspection only (see there).
+
+    Raises:
+        ModelLoadError: the model gives non-finite outputs (NaN or infinity) on a check
+            batch of random faces.
     """
 
     def __init__(self, model: Any, config: ModelConfig, batch_size: int = 256) -> None:
-        self.model = model
+        self._model = model
         self.config = config
         self.batch_size = batch_size
-        self._predict_fn = _compile_predict(fold_batch_norms(model, _check_batch(config)),
-                                            config)
+        check = _check_batch(config)
+        self._predict_fn, self._pads_batches = _compile_predict(
+            fold_batch_norms(model, check), config)
+        if not np.all(np.isfinite(self._outputs(check))):
+            raise ModelLoadError(f"model {model.name!r} {_NON_FINITE} on random faces")
+
+    @property
+    def model(self) -> Any:
+        """The Keras model as given, for inspection; treat it as read-only. Predictions run
+        on the inference function made from its weights when this classifier was created
+        and need not follow later changes to them (a folded copy or a JAX compilation
+        does not): after changing them, build a new ``KerasClassifier(model, config)``."""
+        return self._model
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -88,11 +104,30 @@ class KerasClassifier:
         return probs
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        chunks = [
-            _as_probabilities(np.asarray(self._predict_fn(x[i : i + self.batch_size])))
-            for i in range(0, len(x), self.batch_size)
-        ]
+        """Probabilities for model inputs ``x``, run in chunks of ``batch_size``.
+
+        Raises :class:`EmotionKitError` if the model gives NaN or infinite outputs."""
+        chunks = []
+        for i in range(0, len(x), self.batch_size):
+            out = self._outputs(x[i : i + self.batch_size])
+            if not np.all(np.isfinite(out)):
+                raise EmotionKitError(f"the model {_NON_FINITE} for some of these faces")
+            chunks.append(_as_probabilities(out))
         return np.concatenate(chunks, axis=0)
+
+    def _outputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw ``float32`` outputs for one chunk of inputs ``x``.
+
+        On JAX, where each new batch size compiles the model again (hundreds of ms), the
+        chunk is padded with zero rows to the next power of two (at most ``batch_size``),
+        which bounds the compilations to about log2(``batch_size``); the padding's outputs
+        are cut off. Rows do not affect each other at inference, so the results are those
+        of the unpadded chunk."""
+        n = len(x)
+        if self._pads_batches:
+            size = max(n, min(1 << (n - 1).bit_length(), self.batch_size))
+            x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+        return np.asarray(self._predict_fn(x), dtype=np.float32)[:n]
 
     def __repr__(self) -> str:
         return f"KerasClassifier(labels={self.labels}, input_size={self.input_size})"
@@ -113,21 +148,21 @@ def load_classifier(path: str | Path, batch_size: int = 256) -> KerasClassifier:
         ModelLoadError: missing path, invalid model file, or inconsistent config.
     """
     path = Path(path)
+    config: ModelConfig | None
     if path.is_dir():
         config = ModelConfig.read(path / CONFIG_NAME)
         model_path = path / config.model_file
     elif path.is_file():
-        model_path = path
-        config_or_none = _sidecar_config(path)
-        model = _load_keras_model(model_path)
-        config = config_or_none or _infer_config(model, model_path)
-        _check_shapes(model, config, model_path)
-        return KerasClassifier(model, config, batch_size=batch_size)
+        config, model_path = _sidecar_config(path), path
     else:
         raise ModelLoadError(f"{path}: no such model file or directory")
     model = _load_keras_model(model_path)
+    config = config or _infer_config(model, model_path)
     _check_shapes(model, config, model_path)
-    return KerasClassifier(model, config, batch_size=batch_size)
+    try:
+        return KerasClassifier(model, config, batch_size=batch_size)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{model_path}: {exc}") from exc
 
 
 def _import_keras() -> Any:
@@ -211,8 +246,12 @@ def _check_shapes(model: Any, config: ModelConfig, model_path: Path) -> None:
         )
 
 
-def _compile_predict(model: Any, config: ModelConfig) -> Callable[[np.ndarray], Any]:
-    """A compiled inference function: graph mode on TensorFlow, ``jit`` on JAX.
+def _compile_predict(
+    model: Any, config: ModelConfig,
+) -> tuple[Callable[[np.ndarray], Any], bool]:
+    """A compiled inference function -- graph mode on TensorFlow, ``jit`` on JAX -- and
+    whether batches should be padded to a few fixed sizes for it (JAX, which compiles once
+    per input shape; TensorFlow's function is traced once for any batch size).
 
     A compiled call avoids the per-call overhead of ``model.predict`` (milliseconds),
     which dominates for single faces.
@@ -223,12 +262,12 @@ def _compile_predict(model: Any, config: ModelConfig) -> Callable[[np.ndarray], 
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *config.input_size, config.channels), tf.float32)
-        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec]), False
     if backend == "jax":
         import jax
 
-        return jax.jit(lambda x: model(x, training=False))
-    return lambda x: model(x, training=False)
+        return jax.jit(lambda x: model(x, training=False)), True
+    return lambda x: model(x, training=False), False
 
 
 def _check_batch(config: ModelConfig) -> np.ndarray:
@@ -237,6 +276,13 @@ def _check_batch(config: ModelConfig) -> np.ndarray:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (2, *config.input_size, config.channels), dtype=np.uint8)
     return pixels_to_input(pixels, config)
+
+
+_NON_FINITE = (
+    "gives non-finite outputs (NaN or infinity): its weights are broken, typically by "
+    "training with a learning rate that diverged; retrain it (a lower learning rate) or "
+    "use another model"
+)
 
 
 def _as_probabilities(out: np.ndarray) -> np.ndarray:

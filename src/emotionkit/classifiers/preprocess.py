@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,13 +27,16 @@ def faces_to_pixels(
     arrays (float in ``[0, 1]`` scaled to 0..255, 16-bit to its top 8 bits).
 
     ``input_size`` is ``(height, width)``. One channel: grayscale; three: ``color_order``.
+
+    Raises:
+        ImageLoadError: a crop is not a numpy array, is empty, or is not ``(H, W)``,
+            ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``.
     """
     _check_pixel_format(channels, color_order)
     h, w = input_size
     out = np.empty((len(faces), h, w, channels), dtype=np.uint8)
     for i, face in enumerate(faces):
-        if face.size == 0 or face.ndim not in (2, 3):
-            raise ImageLoadError(f"face crop {i} is empty or has shape {face.shape}")
+        _check_crop(i, face)
         if face.dtype != np.uint8:  # float 0..1 (or 0..255), 16-bit ... as load_image does
             face = _to_uint8(face)
         if face.ndim == 3 and face.shape[2] == 4:
@@ -46,6 +50,22 @@ def faces_to_pixels(
             bgr = resized if resized.ndim == 3 else cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
             out[i] = bgr[:, :, ::-1] if color_order == "rgb" else bgr
     return out
+
+
+def _check_crop(index: int, face: Any) -> None:
+    """Raise :class:`ImageLoadError` naming crop ``index`` unless ``face`` is a non-empty
+    gray ``(H, W)`` / ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)`` array."""
+    if not isinstance(face, np.ndarray):
+        raise ImageLoadError(
+            f"face crop {index} is a {type(face).__name__}, not a numpy image array; pass "
+            "crops as arrays (numpy.asarray(crop))"
+        )
+    if face.size == 0 or face.ndim not in (2, 3) or (
+            face.ndim == 3 and face.shape[2] not in (1, 3, 4)):
+        raise ImageLoadError(
+            f"face crop {index} is empty or has shape {face.shape}; expected (H, W) or "
+            "(H, W, 1) gray, (H, W, 3) BGR or (H, W, 4) BGRA"
+        )
 
 
 def _check_pixel_format(channels: int, color_order: str) -> None:

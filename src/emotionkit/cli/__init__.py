@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -83,13 +84,19 @@ def main() -> None:
 
 
 def run() -> None:
-    """Console-script entry point: hides native C++ logging, then runs :func:`main`.
+    """Console-script entry point: hides native C++ logging and Pillow's warning for large
+    photos, then runs :func:`main`.
 
     The redirect is done here, not in :func:`main`, so that calling ``main`` in-process
     (e.g. with click's ``CliRunner``) leaves the caller's stderr alone.
     """
     if not os.environ.get("EMOTIONKIT_NATIVE_LOGS"):
         _hide_native_stderr()
+    from PIL import Image
+
+    # photos of 90-180 megapixels load (larger ones are refused with an error line): no
+    # warning about them; the library leaves this to its callers' filters
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     main()
 
 
