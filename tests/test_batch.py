@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -74,6 +75,62 @@ def test_keep_images_and_bad_arguments(photo_dir: Path, brightness_model_dir: Pa
         with pytest.raises(UnknownPluginError, match="no-such-detector"):
             iter_detect_paths([path], detector="no-such-detector",
                               classifier=brightness_model_dir, workers=workers)
+
+
+def test_a_configured_detector_object_works_with_workers(photo_dir: Path,
+                                                        brightness_model_dir: Path) -> None:
+    """A built-in detector object is pickled as its settings and rebuilt in each worker
+    (HaarDetector used to fail: "cannot pickle 'cv2.CascadeClassifier' object")."""
+    from emotionkit.detectors import HaarDetector
+
+    paths = sorted(photo_dir.iterdir())
+    detector = HaarDetector(min_neighbors=1)  # more faces than the default 5 finds
+    one = list(iter_detect_paths(paths, detector=detector, classifier=brightness_model_dir,
+                                 chunk_size=3))
+    two = list(iter_detect_paths(paths, detector=detector, classifier=brightness_model_dir,
+                                 workers=2, chunk_size=3))
+    assert _summary(one) == _summary(two)
+    default = _summary(iter_detect_paths(paths, detector="haar",
+                                         classifier=brightness_model_dir))
+    assert sum(map(len, (r.faces for r in one))) > sum(len(faces) for _, faces, _ in default)
+
+
+class _LockedDetector:
+    """A detector holding a lock, which cannot be pickled; finds no face."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def detect(self, image: np.ndarray) -> list:
+        return []
+
+
+def test_a_detector_object_that_cannot_be_pickled_is_refused_at_the_call(
+        photo_dir: Path, brightness_model_dir: Path) -> None:
+    """...with advice, instead of failing in the first next() once the workers started."""
+    paths = sorted(photo_dir.iterdir())
+    with pytest.raises(TypeError, match=r"cannot be pickled \(TypeError: .*_thread.lock.*; "
+                                        r"pass a detector name"):
+        iter_detect_paths(paths, detector=_LockedDetector(), classifier=brightness_model_dir,
+                          workers=2)
+    # in this process (workers=1) it needs no pickling
+    assert len(list(iter_detect_paths(paths, detector=_LockedDetector(),
+                                      classifier=brightness_model_dir))) == len(paths)
+
+
+def test_results_holding_images_can_be_compared(photo_dir: Path,
+                                               brightness_model_dir: Path) -> None:
+    """PathResult == used to raise ValueError (numpy arrays compared) once it held an
+    image: the image is left out of the comparison."""
+    from emotionkit.batch import PathResult
+
+    paths = [photo_dir / "d_small.jpg", photo_dir / "f_broken.jpg"]
+    first, second = (list(iter_detect_paths(paths, detector="haar", keep_images=True,
+                                            classifier=brightness_model_dir))
+                     for _ in range(2))
+    assert first[0].image is not None and first == second
+    assert first[0] != PathResult(first[0].path, [], None, first[0].image)
+    assert PathResult("x.jpg", [], None, first[0].image) == PathResult("x.jpg")
 
 
 def _jsonl(path: Path) -> list[dict]:

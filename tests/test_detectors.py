@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -346,3 +352,217 @@ def test_mediapipe_landmarks_follow_the_face_in_a_wide_frame(
         assert fy - py == pytest.approx(40, abs=slack), (name, fy, py)
     as_json = face.to_dict()["landmarks"]
     assert as_json["mouth_center"] == [round(v, 2) for v in face.landmarks["mouth_center"]]
+
+
+# --- threads, interpreter exit, processes --------------------------------------------------
+
+def _run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (a crash or a hang there cannot take pytest
+    down); ``pytest.fail`` if it does not end within ``timeout`` seconds."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
+    prelude = ("import numpy as np\nfrom skimage import data\n"
+               "img = np.ascontiguousarray(data.astronaut()[:, :, ::-1])\n")
+    try:
+        return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"no end after {timeout} s (hung); stdout: {exc.stdout!r}")
+
+
+def _thread_test_images(astronaut_bgr: np.ndarray) -> list[np.ndarray]:
+    """Real photos whose faces lie in different places: the astronaut, mirrored, smaller,
+    and two heads on one canvas."""
+    import cv2
+
+    return [astronaut_bgr, np.ascontiguousarray(astronaut_bgr[:, ::-1]),
+            cv2.resize(astronaut_bgr, (320, 320)), _two_heads(astronaut_bgr, small_left=True)[0]]
+
+
+@pytest.mark.parametrize("name", ["haar", "mediapipe"])
+def test_one_detector_shared_by_threads_gives_each_image_its_own_faces(
+        name: str, astronaut_bgr: np.ndarray) -> None:
+    """A shared cv2.CascadeClassifier gave the faces of another thread's image (or raised
+    cv2.error): HaarDetector now has a cascade per thread. MediaPipe calls are
+    serialized."""
+    images = _thread_test_images(astronaut_bgr)
+    detector = create_detector(name)
+    expected = [[d.box for d in detector.detect(image)] for image in images]
+    assert all(expected) and len({str(boxes) for boxes in expected}) == len(images)
+    jobs = [i % len(images) for i in range(96)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: [d.box for d in detector.detect(images[i])], jobs))
+    wrong = [i for i, boxes in zip(jobs, got) if boxes != expected[i]]
+    assert wrong == [], f"{len(wrong)} of {len(jobs)} calls gave another image's boxes"
+
+
+def test_mediapipe_close_while_threads_detect_is_safe() -> None:
+    """close() waits for the detect() calls in progress (it used to free the graph under
+    them: a segfault, or MediaPipe errors); later calls raise the 'closed' error."""
+    res = _run_python("""
+        import threading, time
+        from emotionkit.detectors import MediaPipeDetector
+        outcomes = set()
+        def loop(det, stop):
+            while not stop.is_set():
+                try:
+                    outcomes.add(f"{len(det.detect(img))} face")
+                except Exception as exc:
+                    closed = "the detector is closed; create a new" in str(exc)
+                    outcomes.add("closed" if closed else repr(exc))
+        for _ in range(5):
+            det, stop = MediaPipeDetector(), threading.Event()
+            threads = [threading.Thread(target=loop, args=(det, stop)) for _ in range(6)]
+            for t in threads:
+                t.start()
+            time.sleep(0.15)
+            det.close()
+            time.sleep(0.05)
+            stop.set()
+            for t in threads:
+                t.join()
+        print(sorted(outcomes))
+        """)
+    assert res.returncode == 0, f"exit code {res.returncode}: {res.stderr[-1500:]}"
+    assert res.stdout == "['1 face', 'closed']\n"
+
+
+def test_detections_of_non_daemon_threads_and_executor_jobs_finish_at_exit() -> None:
+    """Python waits for non-daemon threads and queued ThreadPoolExecutor jobs when the
+    main thread's code ends; their MediaPipe detections used to fail then (the graph was
+    closed, or MediaPipe's own executor stopped, before they ran)."""
+    res = _run_python("""
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        from emotionkit.detectors import MediaPipeDetector
+        det = MediaPipeDetector()
+        faces, lock = [], threading.Lock()
+        def job(i):
+            n = len(det.detect(img))
+            with lock:
+                faces.append(n)
+                if len(faces) == 90:
+                    print("all", len(faces), "detections made, faces:", set(faces), flush=True)
+        def worker():
+            for i in range(30):
+                job(i)
+        threading.Thread(target=worker).start()
+        pool = ThreadPoolExecutor(2)
+        for i in range(60):
+            pool.submit(job, i)
+        print("main thread done", flush=True)
+        """)
+    assert res.returncode == 0, f"exit code {res.returncode}: {res.stderr[-1500:]}"
+    assert res.stdout.splitlines() == ["main thread done",
+                                       "all 90 detections made, faces: {1}"], res.stdout
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_exit_while_daemon_threads_detect_does_not_crash() -> None:
+    """At exit the graph is closed while daemon threads still call detect(): close waits
+    for the calls in progress (no segfault), later ones get a clear error."""
+    res = _run_python("""
+        import os, threading, time
+        from emotionkit.detectors import MediaPipeDetector
+        det = MediaPipeDetector()
+        def loop():
+            while True:
+                det.detect(img)
+        def report(e):  # one write call per line: lines of threads do not mix
+            os.write(1, f"thread: {e.exc_value!r}\\n".encode())
+        threading.excepthook = report
+        for _ in range(4):
+            threading.Thread(target=loop, daemon=True).start()
+        time.sleep(0.3)
+        print("main thread done", flush=True)
+        """)
+    assert res.returncode == 0, f"exit code {res.returncode}: {res.stderr[-1500:]}"
+    main, *threads = res.stdout.splitlines()
+    assert main == "main thread done"
+    assert all(line.startswith("thread: EmotionKitError(") and "the interpreter is exiting"
+               in line for line in threads), res.stdout
+
+
+def test_the_first_mediapipe_detector_of_a_process_is_freed() -> None:
+    """MediaPipe keeps the error of its optional sounddevice import, whose traceback held
+    the frames that first imported MediaPipe: the first detector and its caller's locals
+    were never freed."""
+    res = _run_python("""
+        import gc, weakref
+        from emotionkit.detectors import MediaPipeDetector
+        class Request:
+            pass
+        def handle():
+            request, detector = Request(), MediaPipeDetector()
+            detector.detect(img)
+            return weakref.ref(request), weakref.ref(detector), detector._finalizer
+        request, detector, graph = handle()
+        gc.collect()
+        print(request() is None, detector() is None, not graph.alive)
+        """)
+    assert res.returncode == 0, f"exit code {res.returncode}: {res.stderr[-1500:]}"
+    assert res.stdout.split() == ["True", "True", "True"]
+
+
+def test_built_in_detectors_pickle_as_their_settings(tmp_path, astronaut_bgr: np.ndarray) -> None:
+    import pickle
+    import shutil
+
+    from emotionkit.detectors import HaarDetector, MediaPipeDetector, WholeImageDetector
+    from emotionkit.detectors.base import bundled_model_path
+
+    haar = HaarDetector(scale_factor=1.2, min_neighbors=3, min_size=(40, 40))
+    with MediaPipeDetector(min_confidence=0.3, min_suppression_threshold=0.4) as mediapipe:
+        for detector in (haar, mediapipe, WholeImageDetector()):
+            copy = pickle.loads(pickle.dumps(detector))
+            assert type(copy) is type(detector) and copy is not detector
+            assert vars(copy).keys() == vars(detector).keys()
+            public = {k: v for k, v in vars(detector).items() if not k.startswith("_")}
+            assert public == {k: v for k, v in vars(copy).items() if not k.startswith("_")}
+            assert copy.detect(astronaut_bgr) == detector.detect(astronaut_bgr)
+    # the bundled model goes as None (the unpickling process's own copy); others as paths
+    assert haar.__reduce__()[1][0] is None
+    cascade = shutil.copy(bundled_model_path("haarcascade_frontalface_default.xml"), tmp_path)
+    moved = pickle.loads(pickle.dumps(HaarDetector(cascade_path=cascade)))
+    assert moved.cascade_path == tmp_path / "haarcascade_frontalface_default.xml"
+
+
+def test_a_mediapipe_detector_inherited_through_fork_fails_clearly() -> None:
+    """MediaPipe cannot run in a fork()ed child (its threads are not copied): detect()
+    there used to hang forever; now it raises, and the child exits normally."""
+    res = _run_python("""
+        import multiprocessing, os, sys
+        from emotionkit.detectors import MediaPipeDetector
+        det = MediaPipeDetector()
+        det.detect(img)
+        def count(_):
+            return len(det.detect(img))
+        if __name__ == "__main__":
+            with multiprocessing.get_context("fork").Pool(1) as pool:
+                try:
+                    print("pool:", pool.map(count, [0], chunksize=1))
+                except Exception as exc:
+                    print(f"pool: {type(exc).__name__}: {exc}")
+            pid = os.fork()
+            if pid == 0:  # a plain fork whose child ends normally (exit hooks run)
+                try:
+                    count(0)
+                except Exception as exc:
+                    print("child:", type(exc).__name__, flush=True)
+                det.close()
+                sys.exit(3)
+            print("child exit code:", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            print("parent:", count(0))
+        """, timeout=40)
+    assert res.returncode == 0, f"exit code {res.returncode}: {res.stderr[-1500:]}"
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("pool: EmotionKitError: MediaPipeDetector.detect(): this "
+                               "detector was made in process"), lines
+    assert "inherited through fork()" in lines[0] and "'spawn'" in lines[0]
+    assert lines[1:] == ["child: EmotionKitError", "child exit code: 3", "parent: 1"]
+
+
+def test_errors_module_exports_only_its_errors() -> None:
+    names: dict = {}
+    exec("from emotionkit.errors import *", names)
+    assert sorted(n for n in names if n != "__builtins__") == [
+        "EmotionKitError", "ImageLoadError", "ModelLoadError", "UnknownPluginError"]

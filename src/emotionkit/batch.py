@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import pickle
 import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,13 +47,14 @@ class PathResult:
         faces: the faces with their emotions (``[]`` for none, and on error).
         error: a one-line message when the image could not be loaded or processed, else
             ``None``.
-        image: the decoded BGR image when ``keep_images=True`` was asked for, else ``None``.
+        image: the decoded BGR image when ``keep_images=True`` was asked for, else ``None``;
+            not compared by ``==`` (results are equal when path, faces and error are).
     """
 
     path: Any
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
-    image: np.ndarray | None = None
+    image: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def iter_detect_paths(
         detector: a detector name, or a detector object. With ``workers > 1`` it is sent
             to each worker process, so use a name (built-in or an entry-point plugin;
             detectors registered at run time with ``register_detector`` do not exist in
-            the workers) or a picklable object.
+            the workers) or a picklable object (the built-in detectors are: each worker
+            rebuilds one from its settings).
         classifier: a classifier name, model path or classifier object (used in this
             process only).
         workers: 1 runs in this process; N > 1 decodes and detects in N worker processes.
@@ -134,6 +137,12 @@ def iter_detect_paths(
     the generator early (``break``, Ctrl-C) stops and joins the workers. Bad arguments
     and an unknown detector or classifier raise at the call, before any image is read;
     worker processes start with the first result asked for.
+
+    Raises:
+        ValueError: ``workers`` or ``chunk_size`` is below 1.
+        TypeError: ``detector`` has no ``detect()`` method, or (``workers > 1``) it is an
+            object that cannot be pickled for the worker processes.
+        UnknownPluginError: an unknown detector or classifier name.
     """
     from .recognizer import EmotionRecognizer
     from .registry import _detectors, resolve_detector
@@ -144,10 +153,26 @@ def iter_detect_paths(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if workers > 1 and isinstance(detector, str):
         _detectors.check(detector)  # the workers create it; an unknown name fails here
+    elif workers > 1:
+        _check_picklable(resolve_detector(detector))
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)
     return _results(rec, paths, detector, workers, chunk_size, keep_images)
+
+
+def _check_picklable(detector: Any) -> None:
+    """``TypeError`` if ``detector`` cannot be pickled, as sending it to the worker
+    processes needs."""
+    try:
+        pickle.dumps(detector)
+    except Exception as exc:
+        raise TypeError(
+            f"iter_detect_paths(workers > 1): the detector {detector!r} cannot be sent to "
+            f"the worker processes, it cannot be pickled ({type(exc).__name__}: {exc}); "
+            "pass a detector name (built-in or entry-point plugin) or a picklable detector "
+            "object, or use workers=1"
+        ) from exc
 
 
 def _results(rec: Any, paths: Iterable[Any], detector: str | Any, workers: int,

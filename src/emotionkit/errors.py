@@ -13,6 +13,8 @@ them as ``TrainingError``, like the other problems of a training run.
 
 from __future__ import annotations
 
+__all__ = ["EmotionKitError", "ImageLoadError", "ModelLoadError", "UnknownPluginError"]
+
 
 class EmotionKitError(Exception):
     """Base class of all emotionkit errors; ``str(err)`` is a one-line message."""

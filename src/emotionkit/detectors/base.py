@@ -69,3 +69,10 @@ def _number_option(detector: str, name: str, value: Any, ok: Callable[[float], b
     if math.isnan(number) or not ok(number):
         raise ValueError(f"{detector}: {name} must be {expected}, got {value!r}")
     return number
+
+
+def _path_setting(path: Path, bundled: str) -> Path | None:
+    """``path`` as the model argument of a detector rebuilt in another process (pickling):
+    ``None`` -- that process's own copy of the bundled file -- when ``path`` is the bundled
+    model ``bundled``, which may live elsewhere there."""
+    return None if path == bundled_model_path(bundled) else path

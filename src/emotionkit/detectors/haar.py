@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import _number_option, bundled_model_path, detector_input
+from .base import _number_option, _path_setting, bundled_model_path, detector_input
 
 __all__ = ["HaarDetector"]
 
@@ -25,6 +26,12 @@ class HaarDetector:
 
     Fast and dependency-light, but frontal-only and with more false positives than
     MediaPipe. It gives no confidence: :attr:`Detection.score` is ``None``.
+
+    Threads: one detector can be shared. ``cv2.CascadeClassifier`` is not thread-safe
+    (a shared one gives wrong boxes), so each thread that calls :meth:`detect` loads its
+    own copy of the cascade on its first call (about 10 ms; calls run in parallel).
+
+    Processes: a pickled detector is rebuilt from its settings where it is unpickled.
 
     Args:
         cascade_path: cascade XML; defaults to the bundled
@@ -54,21 +61,8 @@ class HaarDetector:
             "a number > 1 (e.g. 1.1)")
         self.min_neighbors = _check_int("min_neighbors", min_neighbors, minimum=0)
         self.min_size = _check_min_size(min_size)
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise ModelLoadError(
-                "this OpenCV build has no CascadeClassifier; install opencv-contrib-python "
-                "(and uninstall other OpenCV distributions)"
-            )
-        if not self.cascade_path.is_file():
-            raise ModelLoadError(f"{self.cascade_path}: Haar cascade file not found")
-        try:
-            self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
-        except (cv2.error, SystemError) as exc:
-            raise ModelLoadError(
-                f"{self.cascade_path}: not a loadable Haar cascade XML file"
-            ) from exc
-        if self._cascade.empty():
-            raise ModelLoadError(f"{self.cascade_path}: not a loadable Haar cascade XML file")
+        self._per_thread = threading.local()  # .cascade: this thread's classifier
+        self._per_thread.cascade = _load_cascade(self.cascade_path)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Faces in a BGR image, largest first.
@@ -78,7 +72,7 @@ class HaarDetector:
         :class:`~emotionkit.errors.ImageLoadError`.
         """
         gray = detector_input(image_bgr, "HaarDetector", gray=True)
-        rects = self._cascade.detectMultiScale(
+        rects = self._cascade().detectMultiScale(
             gray,
             scaleFactor=self.scale_factor,
             minNeighbors=self.min_neighbors,
@@ -89,11 +83,43 @@ class HaarDetector:
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return [Detection(box=b, score=None) for b in boxes if b[2] > 0 and b[3] > 0]
 
+    def _cascade(self) -> Any:
+        """This thread's ``cv2.CascadeClassifier``, loaded on the thread's first call."""
+        cascade = getattr(self._per_thread, "cascade", None)
+        if cascade is None:
+            cascade = self._per_thread.cascade = _load_cascade(self.cascade_path)
+        return cascade
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the settings: unpickling loads the cascade anew (that process's
+        bundled file when this detector uses the bundled cascade)."""
+        return (HaarDetector, (_path_setting(self.cascade_path, _DEFAULT_CASCADE),
+                               self.scale_factor, self.min_neighbors, self.min_size))
+
     def __repr__(self) -> str:
         return (
             f"HaarDetector(scale_factor={self.scale_factor}, "
             f"min_neighbors={self.min_neighbors}, min_size={self.min_size})"
         )
+
+
+def _load_cascade(path: Path) -> Any:
+    """A ``cv2.CascadeClassifier`` from ``path``; :class:`ModelLoadError` if it cannot be
+    loaded."""
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise ModelLoadError(
+            "this OpenCV build has no CascadeClassifier; install opencv-contrib-python "
+            "(and uninstall other OpenCV distributions)"
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: Haar cascade file not found")
+    try:
+        cascade = cv2.CascadeClassifier(str(path))
+    except (cv2.error, SystemError) as exc:
+        raise ModelLoadError(f"{path}: not a loadable Haar cascade XML file") from exc
+    if cascade.empty():
+        raise ModelLoadError(f"{path}: not a loadable Haar cascade XML file")
+    return cascade
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

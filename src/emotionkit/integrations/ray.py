@@ -37,7 +37,8 @@ class EmotionPredictor:
     """A callable class for ``Dataset.map_batches``: one recognizer per actor.
 
     Args:
-        detector: detector name (or a picklable detector object).
+        detector: detector name, or a picklable detector object (Ray sends it to each
+            actor; the built-in detectors are rebuilt there from their settings).
         classifier: classifier name, model path readable on every node, or ``hf://`` id.
         margin: face box margin; ``None`` uses the classifier's own.
     """
