@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from emotionkit.classifiers import load_classifier
 from emotionkit.cli import main
 from emotionkit.errors import EmotionKitError
+from emotionkit.registry import list_classifiers
 from emotionkit.training import ImageData, Trainer, TrainingError
 from emotionkit.training.datasets import DatasetError
 from emotionkit.training.distill import (
@@ -133,10 +134,14 @@ def test_cli_teacher_errors_are_one_line(tmp_path: Path, brightness_model_dir: P
     result = runner.invoke(main, [*base, "--teacher", str(brightness_model_dir)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "teacher has no label 'happy'" in result.output
-    result = runner.invoke(main, [*base, "--teacher", "fer-cnn",
-                                  "--teacher", str(tmp_path / "missing")])
-    assert result.exit_code == 1 and "missing" in result.output
-    assert "Traceback" not in result.output
+    # an unknown teacher is a bad option (exit 2, as an unknown classifier elsewhere),
+    # refused before the data is loaded
+    missing = tmp_path / "missing"
+    result = runner.invoke(main, [*base, "--teacher", "fer-cnn", "--teacher", str(missing)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.splitlines() == [
+        f"error: --teacher: unknown classifier {str(missing)!r}: not a registered name "
+        f"({', '.join(list_classifiers())}) and no such model file or directory"], result.output
     with pytest.raises(TrainingError, match="teacher_weight"):
         Trainer(tmp_path / "x", teacher="fer-cnn", teacher_weight=2.0)
 
@@ -190,10 +195,12 @@ def test_cli_bad_soft_label_file_is_one_line(tmp_path: Path) -> None:
     np.savez(bad, numbers=np.zeros(3))
     base = ["train", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
             "--arch-option", "widths=[8,16]"]
-    for teacher, message in ((bad, "votes.npz: not a soft-label file"),
-                             (tmp_path / "none.npz", "none.npz: no such soft-label file")):
+    for teacher, message, code in (
+            (bad, "votes.npz: not a soft-label file", 1),
+            (tmp_path / "none.npz", f"error: --teacher: {tmp_path / 'none.npz'}: no such "
+                                    "soft-label file", 2)):  # a bad option, found up front
         result = CliRunner().invoke(main, [*base, "--teacher", str(teacher)])
-        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.exit_code == code and "Traceback" not in result.output
         assert message in result.output and len(result.output.strip().splitlines()) <= 2
 
 

@@ -237,6 +237,31 @@ def test_cli_evaluate_headerless_csv_is_one_short_error_line(tmp_path: Path) -> 
     assert "seems to have no header line" in lines[0] and "...'" in lines[0]
 
 
+def test_images_left_out_by_labels_are_not_blamed_on_the_classifier(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """fer-cnn has neutral: ``labels=`` leaves its images out, the classifier does not lack
+    it; other/ is a label it lacks."""
+    import logging
+
+    from emotionkit import create_classifier
+
+    root = tmp_path / "faces"
+    for label, n in (("happy", 4), ("sad", 3), ("neutral", 2), ("other", 5)):
+        (root / label).mkdir(parents=True)
+        for i, crop in enumerate(face_crops(n, seed=n)):
+            cv2.imwrite(str(root / label / f"{i}.png"), crop)
+    data = FolderDataset(root, val_fraction=0, channels=1).load("train")
+    with caplog.at_level(logging.WARNING):
+        report = evaluate_classifier(create_classifier("fer-cnn"), data,
+                                     labels=["angry", "happy", "sad"])
+    assert report.n == 7
+    notes = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert notes == [
+        f"{data.name}: left out 2 images with labels outside the chosen labels (angry, happy, "
+        "sad): neutral",
+        f"{data.name}: left out 5 images with labels the classifier lacks: other"], notes
+
+
 def test_cli_evaluate_maps_emotion_folders_beside_custom_ones(tmp_path: Path) -> None:
     """Folders happy/, Sad/, angry/ are emotions of fer-cnn though other/ is not: only
     other/'s images are left out."""

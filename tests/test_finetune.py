@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import FER_CSV, needs_shared
 from emotionkit.classifiers import load_classifier
 from emotionkit.cli import main
+from emotionkit.registry import list_classifiers
 from emotionkit.training import ImageData, Trainer, TrainingError
 from test_datasets import write_face_folders
 from test_distill import TINY, _lit_faces
@@ -94,10 +95,15 @@ def test_init_from_a_different_architecture_is_refused(lit, base_run: Path,
 def test_cli_init_from_errors_are_one_line(tmp_path: Path) -> None:
     root = write_face_folders(tmp_path / "faces", n=8)
     base = ["train", str(root), "--epochs", "1", "--quiet", "--arch-option", "widths=[8,16]"]
-    result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"),
-                                       "--init-from", str(tmp_path / "missing")])
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "init-from" in result.output and "missing" in result.output
+    missing = tmp_path / "missing"
+    for spec in (str(missing), "nosuch"):  # exit 2 as an unknown classifier elsewhere
+        result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"),
+                                           "--init-from", spec])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert result.output.splitlines() == [
+            f"error: --init-from: unknown classifier {spec!r}: not a registered name "
+            f"({', '.join(list_classifiers())}) and no such model file or directory"], result.output
+        assert not (tmp_path / "a").exists()
     # the bundled fer-cnn is 4 blocks wide, this run 2: a clear refusal
     result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"),
                                        "--init-from", "fer-cnn"])

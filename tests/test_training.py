@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from emotionkit.cli.train import train as train_command
 from emotionkit.recognizer import resolve_classifier
 from emotionkit.training import (
     DatasetError,
+    Fer2013Csv,
     FolderDataset,
     Trainer,
     TrainingError,
@@ -230,6 +232,24 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     assert report["labels"] == ["happy", "sad"] and report["n"] == 48
 
 
+def test_cli_label_subset_of_a_folder_is_recorded(tmp_path: Path) -> None:
+    """``--labels`` on a folder dataset records which folder label each output is, as it
+    does on a FER csv (it recorded ``None``)."""
+    root = write_face_folders(tmp_path / "faces", n=8)
+    for i, crop in enumerate(face_crops(4, seed=9)):  # a third folder, left out by --labels
+        (root / "Neutral").mkdir(exist_ok=True)
+        cv2.imwrite(str(root / "Neutral" / f"{i}.jpg"), crop)
+    out = tmp_path / "model"
+    result = _runner().invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
+                                     "--batch-size", "8", "--quiet", "--labels", "sadness,happy",
+                                     "--arch-option", "widths=[8, 16]"])
+    assert result.exit_code == 0, result.output
+    config = ModelConfig.read(out / "config.json")
+    assert config.labels == ("sad", "happy")
+    assert config.extra["label_subset"] == {"source_labels": ["happy", "sad", "neutral"],
+                                            "source_index": [1, 0]}
+
+
 def test_one_label_is_an_error_not_a_perfect_score(faces, tmp_path: Path) -> None:
     root, train, val = faces
     with pytest.raises(TrainingError, match="only one label"):
@@ -353,6 +373,41 @@ def test_killed_cli_run_resumes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_run"] == target and len(metrics["history"]["loss"]) == target
+
+
+def _backup_arrays(out: Path) -> dict[str, np.ndarray]:
+    """Every array of a run's last weights backup (model and optimizer), by path."""
+    import h5py
+
+    arrays: dict[str, np.ndarray] = {}
+    with h5py.File(out / "checkpoint" / "latest.weights.h5") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+@needs_shared
+def test_resumed_epoch_trains_and_logs_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    """An epoch after a resume draws the random numbers (dropout masks, augmentation, the
+    JAX backend's shuffling) an uninterrupted run draws: it used to replay epoch 1's, which
+    trained differently and logged a far too good training loss and accuracy."""
+    csv = tmp_path / "fer_tiny.csv"
+    _write_tiny_fer(csv, n=300)
+    data = Fer2013Csv(csv)
+    train, val = data.load("train"), data.load("val")
+    options = {"arch_options": {"widths": [8, 16], "dropout": 0.3, "head_dropout": 0.5},
+               "epochs": 3, "batch_size": 32, "class_weight": "none", "augment": True,
+               "patience": 0, "progress": False, "seed": 3}
+    whole = Trainer(tmp_path / "whole", **options).fit(train, val)["history"]
+    with killed_at_epoch(2), pytest.raises(KeyboardInterrupt):
+        Trainer(tmp_path / "resumed", **options).fit(train, val)
+    resumed = Trainer(tmp_path / "resumed", resume=True, **options).fit(train, val)["history"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-6), key
+    a, b = _backup_arrays(tmp_path / "whole"), _backup_arrays(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_arch_options_are_recorded_in_full_and_checked(tmp_path: Path) -> None:

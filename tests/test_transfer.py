@@ -129,6 +129,31 @@ def test_label_subsets_are_renumbered_and_recorded(fer_csv: Path, tmp_path: Path
         Fer2013Csv(fer_csv, labels=["happy", "contempt"])
 
 
+def test_offline_imagenet_error_names_the_argument_and_the_option(
+        fer_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a network (and no cached download) the error names the Python argument as
+    well as the CLI option: it named only ``--base-weights``."""
+    import urllib.error
+
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    monkeypatch.setattr(file_utils.config, "keras_home", lambda: str(tmp_path / "keras"))
+    data = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    with pytest.raises(TrainingError) as info:
+        TransferTrainer(tmp_path / "run", arch_options=SMALL, base_weights="imagenet",
+                        epochs=1, batch_size=16, progress=False).fit(data.load("train"),
+                                                                     data.load("val"))
+    message = str(info.value)
+    assert message.startswith("cannot get the ImageNet weights of VGG19 ("), message
+    assert message.endswith(
+        "offline, pass base_weights=PATH (--base-weights PATH: a local no-top weights file) "
+        'or base_weights="none" (--base-weights none)'), message
+
+
 def _saved_base_weights(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
     keras.utils.set_random_seed(7)
     base = keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3))

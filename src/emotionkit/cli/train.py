@@ -12,7 +12,7 @@ import click
 
 from ._common import fail, parse_labels, run_or_fail
 
-__all__ = ["check_ferplus", "setup_logging", "train"]
+__all__ = ["check_classifier_spec", "check_ferplus", "setup_logging", "train"]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -137,6 +137,11 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     if not resume and trainer.has_run:  # before loading the data, which can take a while
         fail(f"--out {out_dir}: already holds a training run; add --resume to continue it, or "
              "choose another --out directory")
+    if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
+        for spec in teacher:
+            check_classifier_spec("--teacher", spec, soft_labels=True)
+        if init_from is not None:
+            check_classifier_spec("--init-from", init_from)
     check_ferplus(data, ferplus)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
@@ -148,6 +153,23 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     val = metrics["val"]
     click.echo(f"{out_dir}: best epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
                f"val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}")
+
+
+def check_classifier_spec(option: str, spec: str, soft_labels: bool = False) -> None:
+    """Before the data is loaded: ``spec`` must be an ``hf://`` spec, an existing path or a
+    registered classifier name (with ``soft_labels``, also a soft-label ``.npz`` file);
+    otherwise an error (exit status 2) worded as the library words it."""
+    from ..errors import EmotionKitError
+    from ..registry import list_classifiers, resolve_classifier
+    from ..training.distill import load_teacher
+
+    if spec.startswith("hf://") or (spec.strip() and (
+            Path(spec).exists() or spec in list_classifiers())):
+        return
+    try:  # neither a file nor a name: the loader raises its own error, without loading
+        (load_teacher if soft_labels else resolve_classifier)(spec)
+    except EmotionKitError as exc:
+        fail(f"{option}: {exc}", 2)
 
 
 def check_ferplus(data: Path, ferplus: Path | None) -> None:

@@ -90,9 +90,9 @@ class ImageData:
         name: a human-readable description (path and split).
         skipped: number of rows/files left out because they were unusable.
         color_order: channel order of 3-channel ``pixels`` (``"rgb"`` or ``"bgr"``).
-        source_labels: after :meth:`select_labels`, the labels of the data it was taken
-            from (target index ``i`` is ``source_labels.index(labels[i])`` there); empty
-            otherwise.
+        source_labels: after :meth:`select_labels` or a dataset's ``labels`` option, the
+            labels of the data it was taken from (target index ``i`` is
+            ``source_labels.index(labels[i])`` there); empty otherwise.
     """
 
     pixels: np.ndarray
@@ -278,13 +278,26 @@ class FolderDataset(LabelledDataset):
                 "root/<split>/<label>/*.jpg"
             )
         self.labels = self._resolve_labels(folder_names, labels)
+        self.source_labels = self._source_labels(folder_names, labels)
         self._files = self._list_files()
 
     @property
     def splits(self) -> tuple[str, ...]:
+        """Those of ``train``, ``val`` and ``test`` that have image files: the split folders
+        found, and ``val`` carved out of ``train`` when there is no val folder and
+        ``val_fraction`` > 0."""
         return tuple(s for s in ("train", "val", "test") if self._files.get(s))
 
     def load(self, split: str) -> ImageData:
+        """Decode the images of ``split`` (``train``/``val``/``test`` or an alias such as
+        ``validation``) at the dataset's input size, channels and colour order; unreadable
+        files are skipped and counted (:attr:`ImageData.skipped`). With ``labels`` that
+        leave folders out or reorder them, ``source_labels`` holds all the folders' labels.
+
+        Raises:
+            DatasetError: ``split`` is not one of :attr:`splits`, or none of its files can
+                be read.
+        """
         key = _SPLIT_ALIASES.get(split.lower())
         if key is None or not self._files.get(key):
             hint = {
@@ -314,7 +327,7 @@ class FolderDataset(LabelledDataset):
             raise DatasetError(f"{name}: no usable images ({skipped} unreadable files)")
         return ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
-            skipped, self.color_order,
+            skipped, self.color_order, self.source_labels,
         )
 
     def _resolve_labels(
@@ -328,6 +341,24 @@ class FolderDataset(LabelledDataset):
         emotions = {canonical_label(n) for n in folder_names} - {None}
         custom = [n for n in folder_names if canonical_label(n) is None]
         return (*(label for label in FERPLUS_LABELS if label in emotions), *custom)
+
+    def _source_labels(
+        self, folder_names: list[str], labels: Sequence[str] | None
+    ) -> tuple[str, ...]:
+        """With ``labels`` that are not all the folders' labels in their default order,
+        the default labels (each spelt as in ``labels`` where one matches it, a label without
+        a folder added at the end): the ``ImageData.source_labels`` of what :meth:`load`
+        gives, as :meth:`ImageData.select_labels` would set them. Otherwise ``()``."""
+        if labels is None:
+            return ()
+        source = list(self._resolve_labels(folder_names, None))
+        for i, label in enumerate(self.labels):
+            match = _match_label(source, label)
+            if match is None or match in self.labels[:i]:
+                source.append(label)
+            else:
+                source[source.index(match)] = label
+        return () if tuple(source) == self.labels else tuple(source)
 
     def _check_no_labels_beside_splits(self, split_dirs: dict[str, Path]) -> None:
         """Folders of images next to the split folders would be left out: an error."""
@@ -422,11 +453,20 @@ class Fer2013Csv(LabelledDataset):
 
     @property
     def splits(self) -> tuple[str, ...]:
+        """The ``Usage`` values with at least one usable row, of ``Training``,
+        ``PublicTest`` and ``PrivateTest`` in that order (reading the csv on first use)."""
         rows = self._parse()
         return tuple(s for s in (self.train_split, self.val_split, self.test_split)
                      if rows[s][0])
 
     def load(self, split: str) -> ImageData:
+        """The usable rows of ``split`` (a ``Usage`` value, or ``train``/``val``/``test``)
+        at the dataset's input size and channels; with ``labels``, only the rows of those
+        labels, renumbered in that order (``source_labels`` holds the full label list).
+
+        Raises:
+            DatasetError: ``split`` is unknown or has no usable rows.
+        """
         key, (faces, targets, _) = self._split_rows(split)
         data = ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.source_labels,

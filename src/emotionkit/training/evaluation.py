@@ -201,9 +201,16 @@ def evaluate_classifier(
             f"classifier {list(model_labels)}"
         )
     if not keep.all():
-        unknown = sorted({data.labels[t] for t in data.targets[~keep]})
-        log.warning("%s: left out %d images with labels the classifier lacks: %s",
-                    data.name, int((~keep).sum()), ", ".join(unknown))
+        # a label the classifier has but ``labels`` leaves out, or one it lacks
+        all_labels = tuple(classifier.labels)
+        chosen = np.array([_match_label(all_labels, x) is not None for x in data.labels])
+        scored = f"outside the chosen labels ({', '.join(model_labels)})"
+        for leave, reason in ((~keep & chosen[data.targets], scored),
+                              (~keep & ~chosen[data.targets], "the classifier lacks")):
+            if leave.any():
+                names = sorted({data.labels[t] for t in data.targets[leave]})
+                log.warning("%s: left out %d images with labels %s: %s",
+                            data.name, int(leave.sum()), reason, ", ".join(names))
     preds = [probs[:, columns].argmax(axis=1) for probs in _probability_chunks(
         classifier, data.pixels[keep], data.color_order, tta, batch_size)]
     y_pred = np.concatenate(preds)

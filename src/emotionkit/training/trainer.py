@@ -68,6 +68,9 @@ _SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept f
 _BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
 _BEST_FILE = "best-{epoch}.keras"  # checkpoint copy of the best epoch's model
 _MONITOR = "val_accuracy"
+_SEED_STRIDE = 2**20
+"""Random draws set aside per epoch for each dropout/augmentation seed generator: epoch
+``e`` (0-based) draws from counter ``e * _SEED_STRIDE`` on (see :func:`_seed_epoch`)."""
 _RESUME_MUST_MATCH: tuple[str, ...] = (
     "arch", "arch_options", "batch_size", "seed", "label_smoothing", "class_weight", "augment",
     "teacher", "init_from",
@@ -730,6 +733,24 @@ def _keras_callback_base() -> Any:
     return _import_keras().callbacks.Callback
 
 
+def _seed_epoch(model: Any, seed: int, epoch: int) -> None:
+    """Make the random state that epoch ``epoch`` (0-based) draws from a function of
+    ``seed`` and ``epoch`` alone: the counter of every seed generator in ``model`` (dropout
+    masks, augmentation) and NumPy's global generator (the JAX backend's shuffling).
+
+    Keras's weights backup holds neither, and a resumed run seeds everything anew: without
+    this, the first epoch after a resume replays epoch 1's dropout masks and augmentations
+    (with JAX also its batch order; TensorFlow feeds the same order every epoch) on the same
+    batches, so it trains differently from an uninterrupted run and logs a training loss
+    and accuracy that are far too good (the network has fitted those exact forward passes).
+    """
+    counter = epoch * _SEED_STRIDE % 2**31
+    for state in model.variables:
+        if state.name == "seed_generator_state":  # a keras.random.SeedGenerator's [seed, draws]
+            state.assign(np.array([np.asarray(state)[0], counter], dtype=state.dtype))
+    np.random.seed(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 class _RunState(_keras_callback_base()):  # type: ignore[misc]
     """Per epoch: record history, save the best model, early stopping, write state.json.
 
@@ -750,6 +771,7 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
         self._t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        _seed_epoch(self.model, self.trainer.args["seed"], epoch)
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:

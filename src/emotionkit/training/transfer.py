@@ -106,8 +106,8 @@ class TransferTrainer(Trainer):
             except Exception as exc:  # Keras raises many kinds on download
                 raise TrainingError(
                     f"cannot get the ImageNet weights of {name} ({type(exc).__name__}: "
-                    f"{exc}); offline, pass --base-weights PATH (a local no-top weights "
-                    "file) or --base-weights none"
+                    f"{exc}); offline, pass base_weights=PATH (--base-weights PATH: a local "
+                    "no-top weights file) or base_weights=\"none\" (--base-weights none)"
                 ) from exc
         elif weights.lower().endswith(".keras"):  # a model trained here: take its base
             from ..classifiers.keras_model import _load_keras_model
