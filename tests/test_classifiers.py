@@ -280,6 +280,20 @@ def test_config_values_are_checked_when_read(fer7_model_dir: Path, tmp_path: Pat
         load_classifier(tmp_path)
 
 
+def test_configs_that_loaded_before_still_load(fer7_model_dir: Path, tmp_path: Path) -> None:
+    """Numbers as labels ([0, 1, ...], read as "0", "1", ...) and whole floats as sizes
+    ([48.0, 48.0], as some JSON writers give ints) loaded before the checks; they still do."""
+    import shutil
+
+    data = json.loads((fer7_model_dir / "config.json").read_text())
+    data.update(labels=list(range(7)), input_size=[48.0, 48.0], channels=1.0)
+    shutil.copy(fer7_model_dir / "model.keras", tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    classifier = load_classifier(tmp_path)
+    assert classifier.labels == ("0", "1", "2", "3", "4", "5", "6")
+    assert classifier.input_size == (48, 48) and classifier.config.channels == 1
+
+
 def test_models_with_non_finite_outputs_are_refused(tmp_path: Path,
                                                     astronaut_bgr: np.ndarray) -> None:
     """A model whose weights are NaN (a diverged training run) is refused when loaded; a

@@ -264,6 +264,18 @@ def test_non_utf8_file_names_are_annotated_or_refused_without_a_crash(
     assert written == [b"caf\xe9.jpg", b"z.jpg"]
     assert cv2.imdecode(np.frombuffer((out / "z.jpg").read_bytes(), np.uint8),
                         cv2.IMREAD_COLOR).shape == astronaut_bgr.shape
+    # results name such files as given, in a file (-o) and on a strict stdout (a UTF-8
+    # locale whose stdout refuses undecodable names: en_US.UTF-8, unlike C.UTF-8)
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    env["PYTHONIOENCODING"] = "utf-8:strict"
+    rows = tmp_path / "rows.csv"
+    for extra in (["-o", str(rows)], []):
+        res = subprocess.run([sys.executable, "-m", "emotionkit", "detect", str(inputs), "-c",
+                              str(brightness_model_dir), "--format", "csv", *extra],
+                             capture_output=True, env=env)
+        assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
+        out = rows.read_bytes() if extra else res.stdout
+        assert b"caf\xe9.jpg," in out and len(out.splitlines()) == 3
     video = tmp_path / os.fsdecode(b"clip\xe9.avi")
     video.write_bytes(b"not decoded: the name is refused first")
     res = run("detect", str(video), "-c", str(brightness_model_dir))
@@ -324,11 +336,13 @@ def test_unreadable_files_and_folders_are_reported_and_the_batch_continues(
     root = tmp_path
     try:
         jpeg = cv2.imencode(".jpg", astronaut_bgr)[1]
-        for name in ("ok.jpg", "secret.jpg", "walk/a.jpg", "walk/locked/b.jpg"):
+        for name in ("ok.jpg", "secret.jpg", "walk/a.jpg", "walk/locked/b.jpg",
+                     "walk/noentry/c.jpg"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(jpeg.tobytes())
         (root / "secret.jpg").chmod(0o000)
         (root / "walk" / "locked").chmod(0o000)
+        (root / "walk" / "noentry").chmod(0o644)  # names listable, entries not reachable
         env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
         res = subprocess.run(
             [*prefix, sys.executable, "-m", "emotionkit", "detect", str(root / "secret.jpg"),
@@ -338,10 +352,12 @@ def test_unreadable_files_and_folders_are_reported_and_the_batch_continues(
         errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
         assert any("secret.jpg: cannot read file (Permission denied)" in e for e in errors)
         assert any("locked: cannot read this folder (Permission denied)" in e for e in errors)
+        assert any("noentry: cannot read this folder (Permission denied)" in e
+                   for e in errors), res.stderr
         names = [Path(json.loads(line)["path"]).name for line in res.stdout.splitlines()]
         assert names == ["secret.jpg", "ok.jpg", "a.jpg"]
     finally:
-        for path in (root / "secret.jpg", root / "walk" / "locked"):
+        for path in (root / "secret.jpg", root / "walk" / "locked", root / "walk" / "noentry"):
             path.chmod(0o755)
 
 

@@ -155,18 +155,24 @@ def test_folder_emotion_folders_map_beside_custom_ones(tmp_path: Path) -> None:
     assert data.class_counts().tolist() == [4, 4, 3, 3]
 
 
-def test_split_folders_with_image_folders_beside_them_is_an_error(tmp_path: Path) -> None:
+def test_image_folders_beside_split_folders_are_named_in_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """They were left out in silence; a warning names them (not an error: a dataset may
+    keep other images there, such as a training run's plots)."""
     root = write_face_folders(tmp_path / "faces", n=2, splits=("train", "val"))
     (root / "notes").mkdir()  # a folder without images beside the splits is fine
     (root / "notes" / "README.txt").write_text("where the faces come from")
-    assert FolderDataset(root).splits == ("train", "val")
-    write_face_folders(root, n=2)  # and root/Happy, root/SADNESS: their images were ignored
-    with pytest.raises(DatasetError) as error:
-        FolderDataset(root)
-    assert str(error.value) == (
+    with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
+        assert FolderDataset(root).splits == ("train", "val")
+    assert not caplog.records
+    write_face_folders(root, n=2)  # and root/Happy, root/SADNESS: their images are not used
+    with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
+        dataset = FolderDataset(root)
+    assert dataset.splits == ("train", "val")
+    assert caplog.records[-1].getMessage() == (
         f"{root}: has split folders (train, val) and folders of images beside them (Happy, "
-        f"SADNESS), which would be left out; move those into a split folder (e.g. "
-        f"{root / 'train' / 'Happy'}) or elsewhere")
+        f"SADNESS), which are left out; move those into a split folder (e.g. "
+        f"{root / 'train' / 'Happy'}) to use them")
 
 
 def test_ferplus_with_a_folder_dataset_is_an_error(tmp_path: Path) -> None:

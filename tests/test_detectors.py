@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from emotionkit import Detection, create_detector, list_detectors
-from emotionkit.detectors import FaceDetector
+from emotionkit.detectors import FaceDetector, HaarDetector
 from emotionkit.tracking import iou
 
 # The astronaut's face in skimage.data.astronaut(), (x, y, w, h), checked by eye.
@@ -457,9 +457,21 @@ def test_detections_of_non_daemon_threads_and_executor_jobs_finish_at_exit() -> 
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
 
 
+def test_mediapipe_calls_run_in_the_calling_thread_with_this_mediapipe() -> None:
+    """The exit-safety of MediaPipeDetector rests on swapping MediaPipe's dispatcher for
+    calls in the calling thread, through MediaPipe internals; where they differ the swap is
+    skipped quietly, so this test says when an upgrade of mediapipe turns it off."""
+    from emotionkit.detectors import MediaPipeDetector
+    from emotionkit.detectors.mediapipe import _CallerThreadLibrary
+
+    with MediaPipeDetector() as detector:
+        assert isinstance(detector._task._lib, _CallerThreadLibrary)
+
+
 def test_exit_while_daemon_threads_detect_does_not_crash() -> None:
     """At exit the graph is closed while daemon threads still call detect(): close waits
-    for the calls in progress (no segfault), later ones get a clear error."""
+    for the calls in progress (no segfault: exit code 0). A daemon thread may be stopped by
+    the interpreter before it reports anything; what one does report is the clear error."""
     res = _run_python("""
         import os, threading, time
         from emotionkit.detectors import MediaPipeDetector
@@ -520,10 +532,30 @@ def test_built_in_detectors_pickle_as_their_settings(tmp_path, astronaut_bgr: np
             assert public == {k: v for k, v in vars(copy).items() if not k.startswith("_")}
             assert copy.detect(astronaut_bgr) == detector.detect(astronaut_bgr)
     # the bundled model goes as None (the unpickling process's own copy); others as paths
-    assert haar.__reduce__()[1][0] is None
+    assert haar.__reduce__()[1][2][0] is None
     cascade = shutil.copy(bundled_model_path("haarcascade_frontalface_default.xml"), tmp_path)
     moved = pickle.loads(pickle.dumps(HaarDetector(cascade_path=cascade)))
     assert moved.cascade_path == tmp_path / "haarcascade_frontalface_default.xml"
+
+
+class _NoFaces(HaarDetector):
+    """A user's subclass (at module level, so that pickle can name it)."""
+
+    def detect(self, image_bgr: np.ndarray) -> list:
+        return [] if self.silent else super().detect(image_bgr)
+
+
+def test_subclasses_of_built_in_detectors_stay_subclasses_when_pickled(
+        astronaut_bgr: np.ndarray) -> None:
+    """__reduce__ rebuilt the base class: a subclass sent to worker processes silently
+    became the plain detector there (its own detect() and attributes lost)."""
+    import pickle
+
+    detector = _NoFaces(min_neighbors=3)
+    detector.silent = True
+    copy = pickle.loads(pickle.dumps(detector))
+    assert type(copy) is _NoFaces and copy.silent and copy.min_neighbors == 3
+    assert copy.detect(astronaut_bgr) == [] and HaarDetector().detect(astronaut_bgr)
 
 
 def test_a_mediapipe_detector_inherited_through_fork_fails_clearly() -> None:

@@ -229,6 +229,12 @@ def test_pil_images_honour_exif_orientation(tmp_path: Path, astronaut_bgr: np.nd
         assert expected.shape[:2] == (512, 256)
         with Image.open(path) as pil:
             np.testing.assert_array_equal(load_image(pil), expected)
+            # turned upright by the caller: Pillow keeps the tag on derived images, which
+            # must not be turned a second time
+            turned = pil.transpose(Image.Transpose.ROTATE_270 if orientation == 6
+                                   else Image.Transpose.ROTATE_90)
+            assert turned.getexif().get(0x0112) == orientation
+            np.testing.assert_array_equal(load_image(turned), expected)
         np.testing.assert_array_equal(load_image(path.read_bytes()), expected)
     upright = Image.fromarray(astronaut_bgr[:, :, ::-1])  # no EXIF: taken as it is
     np.testing.assert_array_equal(load_image(upright), astronaut_bgr)
@@ -340,3 +346,15 @@ def test_unreadable_pil_images_are_one_clear_error(
     premultiplied = Image.fromarray(astronaut_bgr[:, :, ::-1]).convert("LA").convert("La")
     with pytest.raises(ImageLoadError, match=r"mode 'La' cannot be converted to RGB"):
         load_image(premultiplied)
+
+
+def test_heic_is_named_and_avif_is_not_taken_for_heic() -> None:
+    """The first bytes of an iPhone HEIC (brand heic) get the HEIF-decoder advice; a
+    broken AVIF file, whose ftyp box may start with the generic brand mif1 too, does not."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(ImageLoadError, match="a HEIC/HEIF photo, which needs a HEIF decoder"):
+        load_image(heic)
+    avif = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(64)
+    with pytest.raises(ImageLoadError, match="not a readable image") as err:
+        load_image(avif)
+    assert "HEIC" not in str(err.value)

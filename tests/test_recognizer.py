@@ -245,6 +245,9 @@ def test_classify_refuses_one_crop_and_crops_that_are_not_images(rec, astronaut_
                                             r"array of shape \(96, 96.*pass \[crop\]"):
             rec.classify(one)
     assert rec.classify(np.stack([crop, crop])).shape == (2, 2)  # (N, H, W, C): a batch
+    # (N, H, W): a stack of grayscale crops (FER2013-style pixel arrays), as before
+    stack = np.stack([gray, gray[::-1], gray])
+    np.testing.assert_allclose(rec.classify(stack), rec.classify(list(stack)), atol=1e-6)
     np.testing.assert_allclose(rec.classify([gray[:, :, None]]), rec.classify([gray]),
                                atol=1e-6)
     for bad, shape in ((crop[:, :, :2], r"\(96, 96, 2\)"),

@@ -530,8 +530,8 @@ def test_diverging_run_is_an_error_not_a_nan_model(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         f"error: training diverged in epoch 2: the loss became nan; {out / 'model.keras'} "
-        "holds epoch 1, the best so far; continue from there with a lower learning rate "
-        "(--lr) and --resume")
+        "holds epoch 1, the best so far; --resume with a lower learning rate (--lr) goes on "
+        "after epoch 1, the last completed one")
     for now, before in zip(load_classifier(out).model.get_weights(), kept):
         np.testing.assert_array_equal(now, before)
     assert Trainer(out).epochs_done == 1

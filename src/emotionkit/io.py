@@ -192,7 +192,7 @@ def _decode_bytes(data: bytes, what: str) -> np.ndarray:
     if decoded is not None:
         return decoded
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+    if decoded is None and _is_heif(data):
         raise ImageLoadError(
             f"{what}: a HEIC/HEIF photo, which needs a HEIF decoder; convert it to JPEG or "
             "PNG, or `pip install pillow-heif` and call pillow_heif.register_heif_opener()"
@@ -203,6 +203,16 @@ def _decode_bytes(data: bytes, what: str) -> np.ndarray:
             "use a JPEG, PNG, BMP, TIFF or WebP file"
         )
     return to_bgr(decoded)
+
+
+def _is_heif(data: bytes) -> bool:
+    """Whether ``data`` starts like a HEIC/HEIF file: an ISO-BMFF ``ftyp`` box with a HEIF
+    brand, and no AVIF brand (AVIF files may carry the generic ``mif1`` too)."""
+    if data[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(data[:4], "big")
+    brands = [data[i:i + 4] for i in range(8, min(max(size, 16), 64), 4)]
+    return brands[0] in _HEIF_BRANDS and not {b"avif", b"avis"} & set(brands)
 
 
 def _decode_with_pil(data: bytes, what: str) -> np.ndarray | None:
@@ -266,9 +276,12 @@ def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
 
 
 def _upright(pil: PILImage.Image) -> PILImage.Image:
-    """``pil`` turned as its EXIF orientation tag says it is displayed (``pil`` itself when
-    it has no such tag, so that no copy is made)."""
-    if pil.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+    """``pil`` turned as its EXIF orientation tag says it is displayed, if it is an image
+    as read from a file (``pil.format`` set); ``pil`` itself otherwise, or when it has no
+    such tag (no copy is made). Images made from others (``transpose``, ``resize``,
+    ``convert``...) keep the tag of their source although they may be upright already;
+    their pixels are taken as they are."""
+    if pil.format is None or pil.getexif().get(_EXIF_ORIENTATION, 1) == 1:
         return pil
     from PIL import ImageOps
 

@@ -62,20 +62,21 @@ class ModelConfig:
                 f"labels must be a list of label names such as [\"angry\", \"happy\"], "
                 f"got {_shown(self.labels)}"
             )
-        if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
+        if not self.labels or not all(
+                (isinstance(x, str) and x) or _is_int(x) for x in self.labels):
             raise ModelLoadError(
                 f"labels must be a non-empty list of non-empty strings, got {_shown(self.labels)}")
-        self.labels = tuple(self.labels)
+        self.labels = tuple(str(x) for x in self.labels)  # numbers ([0, 1, 2]) as names
         if len(set(self.labels)) != len(self.labels):
             raise ModelLoadError(f"labels must be unique, got {self.labels}")
         size = self.input_size
         if (isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple))
-                or len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size)):
+                or len(size) != 2 or not all(_is_whole(v) and v >= 1 for v in size)):
             raise ModelLoadError(
                 f"input_size must be [height, width] in pixels (two ints >= 1), got "
                 f"{_shown(size)}")
         self.input_size = (int(size[0]), int(size[1]))
-        if not _is_int(self.channels) or self.channels not in (1, 3):
+        if not _is_whole(self.channels) or self.channels not in (1, 3):
             raise ModelLoadError(f"channels must be 1 or 3, got {_shown(self.channels)}")
         self.channels = int(self.channels)
         if self.color_order not in ("rgb", "bgr"):
@@ -145,6 +146,11 @@ class ModelConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    """An int, or a float with a whole value (``48.0``, as some JSON writers give ints)."""
+    return _is_int(value) or (isinstance(value, float) and value.is_integer())
 
 
 def _finite(name: str, value: Any) -> float:

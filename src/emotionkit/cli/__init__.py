@@ -4,6 +4,7 @@ import TensorFlow."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -92,6 +93,9 @@ def run() -> None:
     """
     if not os.environ.get("EMOTIONKIT_NATIVE_LOGS"):
         _hide_native_stderr()
+    # results name files as given: a name that is not UTF-8 is written back as its bytes
+    with contextlib.suppress(AttributeError, ValueError):  # not a reconfigurable stream
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     from PIL import Image
 
     # photos of 90-180 megapixels load (larger ones are refused with an error line): no

@@ -127,7 +127,8 @@ def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
         done = _recorded_paths(output)
     try:
         stream = (sys.stdout if output is None
-                  else open(output, "a" if resume else "w", encoding="utf-8"))  # noqa: SIM115
+                  else open(output, "a" if resume else "w", encoding="utf-8",  # noqa: SIM115
+                       errors="surrogateescape"))  # file names that are not UTF-8, as given
     except OSError as exc:
         fail(f"--output {output}: cannot open for writing ({exc.strerror})", 2)
     writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels,
@@ -290,18 +291,21 @@ def _walk(root: Path, problems: list[str]) -> tuple[list[Path], int, bool]:
     linked = 0
     unreadable = False
 
-    def folder_error(exc: OSError) -> None:
+    def folder_error(exc: OSError, folder: str | None = None) -> None:
         nonlocal unreadable
         unreadable = True
-        problems.append(f"{exc.filename}: cannot read this folder ({exc.strerror}); its "
-                        "images are left out")
+        problems.append(f"{folder or exc.filename}: cannot read this folder ({exc.strerror}); "
+                        "its images are left out")
         report(problems[-1])
 
     for folder, subfolders, names in os.walk(root, onerror=folder_error):
         linked += sum(os.path.islink(os.path.join(folder, name)) for name in subfolders)
-        paths = (Path(folder, name) for name in names if not name.startswith("."))
-        # not pipes and sockets, whose reading would block
-        files.extend(p for p in paths if p.is_file() or (p.is_symlink() and not p.exists()))
+        paths = [Path(folder, name) for name in names if not name.startswith(".")]
+        try:  # not pipes and sockets, whose reading would block
+            files.extend(p for p in paths
+                         if p.is_file() or (p.is_symlink() and not p.exists()))
+        except OSError as exc:  # listable, but its entries cannot be looked at (no x bit)
+            folder_error(exc, folder)
     return sorted(files), linked, unreadable
 
 

@@ -76,3 +76,20 @@ def _path_setting(path: Path, bundled: str) -> Path | None:
     ``None`` -- that process's own copy of the bundled file -- when ``path`` is the bundled
     model ``bundled``, which may live elsewhere there."""
     return None if path == bundled_model_path(bundled) else path
+
+
+def _reduce(detector: Any, base: type, args: tuple[Any, ...],
+            rebuilt: frozenset[str]) -> tuple[Any, ...]:
+    """``detector.__reduce__()`` for a built-in detector class ``base``: unpickling calls
+    ``base.__init__(*args)`` on a new object of ``detector``'s own class (a subclass stays
+    a subclass) and restores the instance attributes that ``base.__init__`` does not make
+    (a subclass's own). ``rebuilt``: the attributes ``base.__init__`` makes."""
+    extra = {k: v for k, v in vars(detector).items() if k not in rebuilt}
+    return (_rebuild, (type(detector), base, args, extra))
+
+
+def _rebuild(cls: type, base: type, args: tuple[Any, ...], extra: dict[str, Any]) -> Any:
+    obj: Any = object.__new__(cls)
+    base.__init__(obj, *args)  # type: ignore[misc]
+    obj.__dict__.update(extra)
+    return obj

@@ -14,11 +14,16 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import _number_option, _path_setting, bundled_model_path, detector_input
+from .base import _number_option, _path_setting, _reduce, bundled_model_path, detector_input
 
 __all__ = ["HaarDetector"]
 
 _DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+_HAAR_ATTRIBUTES = frozenset({"cascade_path", "scale_factor", "min_neighbors", "min_size",
+                              "_per_thread"})
+"""What ``HaarDetector.__init__`` makes (rebuilt, not copied, when unpickled)."""
 
 
 class HaarDetector:
@@ -93,8 +98,9 @@ class HaarDetector:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the settings: unpickling loads the cascade anew (that process's
         bundled file when this detector uses the bundled cascade)."""
-        return (HaarDetector, (_path_setting(self.cascade_path, _DEFAULT_CASCADE),
-                               self.scale_factor, self.min_neighbors, self.min_size))
+        return _reduce(self, HaarDetector,
+                       (_path_setting(self.cascade_path, _DEFAULT_CASCADE), self.scale_factor,
+                        self.min_neighbors, self.min_size), _HAAR_ATTRIBUTES)
 
     def __repr__(self) -> str:
         return (

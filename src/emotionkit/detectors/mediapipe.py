@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -29,9 +30,11 @@ import numpy as np
 from ..errors import EmotionKitError, ModelLoadError
 from ..io import clip_box
 from ..results import Detection
-from .base import _number_option, _path_setting, bundled_model_path, detector_input
+from .base import _number_option, _path_setting, _reduce, bundled_model_path, detector_input
 
 __all__ = ["MediaPipeDetector"]
+
+log = logging.getLogger("emotionkit")
 
 _DEFAULT_MODEL = "blazeface_short_range.tflite"
 # BlazeFace keypoint order; "right"/"left" are the subject's own sides.
@@ -151,8 +154,9 @@ class MediaPipeDetector:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the settings: unpickling builds a new, open detector (with that
         process's bundled model when this one uses the bundled model)."""
-        return (MediaPipeDetector, (_path_setting(self.model_path, _DEFAULT_MODEL),
-                                    self.min_confidence, self.min_suppression_threshold))
+        return _reduce(self, MediaPipeDetector,
+                       (_path_setting(self.model_path, _DEFAULT_MODEL), self.min_confidence,
+                        self.min_suppression_threshold), _MEDIAPIPE_ATTRIBUTES)
 
     def __repr__(self) -> str:
         return f"MediaPipeDetector(min_confidence={self.min_confidence})"
@@ -194,8 +198,10 @@ def _create_task(model_path: Path, min_confidence: float, nms: float) -> Any:
         raise ModelLoadError(
             f"{model_path}: not a usable MediaPipe face detection model ({exc})"
         ) from exc
-    with contextlib.suppress(Exception):  # other MediaPipe internals: keep its dispatcher
+    try:
         _call_in_caller_thread(task)
+    except Exception as exc:  # other MediaPipe internals: its own dispatcher stays
+        log.debug("MediaPipe native calls stay on MediaPipe's dispatch thread (%s)", exc)
     return task
 
 
@@ -280,6 +286,10 @@ def _call_in_caller_thread(task: Any) -> None:
     task._lib = _CallerThreadLibrary(mediapipe_c_bindings.load_raw_library(), signatures)
     dispatcher.close()  # stops its thread
 
+
+_MEDIAPIPE_ATTRIBUTES = frozenset({"model_path", "min_confidence", "min_suppression_threshold",
+                                   "_task", "_lock", "_pid", "_finalizer"})
+"""What ``MediaPipeDetector.__init__`` makes (rebuilt, not copied, when unpickled)."""
 
 _open_detectors: weakref.WeakSet[MediaPipeDetector] = weakref.WeakSet()
 _exit_hook_registered = False

@@ -235,8 +235,8 @@ class FolderDataset(LabelledDataset):
     names, after them, sorted by name (``Happy/ Other/ Sad/`` -> ``happy, sad, Other``).
     Pass ``labels`` to fix the label set and order (emotion names in it are mapped to the
     canonical ones too, ``Anger`` -> ``angry``); folders not in it are skipped (logged).
-    Split folders with folders of images beside them (``root/train/...`` and
-    ``root/happy/...``) are an error: those images would be left out.
+    Folders of images beside split folders (``root/train/...`` and ``root/happy/...``) are
+    left out, with a warning that names them.
 
     Images of any size and colour are decoded with :func:`emotionkit.load_image` and
     converted/resized like inference does. Unreadable files are skipped and counted.
@@ -267,7 +267,7 @@ class FolderDataset(LabelledDataset):
             if d.is_dir() and d.name.lower() in _SPLIT_ALIASES
         }
         if split_dirs:
-            self._check_no_labels_beside_splits(split_dirs)
+            self._warn_of_images_beside_splits(split_dirs)
         self._split_dirs = split_dirs or {"train": self.root}
         folder_names = sorted(
             {d.name for split_dir in self._split_dirs.values() for d in _subdirs(split_dir)}
@@ -360,17 +360,17 @@ class FolderDataset(LabelledDataset):
                 source[source.index(match)] = label
         return () if tuple(source) == self.labels else tuple(source)
 
-    def _check_no_labels_beside_splits(self, split_dirs: dict[str, Path]) -> None:
-        """Folders of images next to the split folders would be left out: an error."""
+    def _warn_of_images_beside_splits(self, split_dirs: dict[str, Path]) -> None:
+        """Folders of images next to the split folders are left out: a warning (an error
+        would stop datasets that keep other images there, e.g. a training run's plots)."""
         beside = [d.name for d in _subdirs(self.root)
                   if d.name.lower() not in _SPLIT_ALIASES and _holds_images(d)]
         if beside:
             splits = [d.name for d in split_dirs.values()]
-            raise DatasetError(
-                f"{self.root}: has split folders ({', '.join(splits)}) and folders of images "
-                f"beside them ({', '.join(beside)}), which would be left out; move those into "
-                f"a split folder (e.g. {self.root / splits[0] / beside[0]}) or elsewhere"
-            )
+            log.warning(
+                "%s: has split folders (%s) and folders of images beside them (%s), which are "
+                "left out; move those into a split folder (e.g. %s) to use them",
+                self.root, ", ".join(splits), ", ".join(beside), self.root / splits[0] / beside[0])
 
     def _label_index(self, folder: str) -> int | None:
         label = _match_label(self.labels, folder)
@@ -643,8 +643,12 @@ def open_dataset(
 
 
 def _holds_images(folder: Path) -> bool:
-    """Whether ``folder`` or a folder under it holds an image file."""
-    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.rglob("*"))
+    """Whether ``folder`` itself holds an image file (as a label folder does); ``False``
+    where it cannot be read."""
+    try:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def _subdirs(folder: Path) -> list[Path]:

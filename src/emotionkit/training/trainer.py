@@ -826,7 +826,8 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
             return
         best = self.state["best_epoch"]
         what = (f"{self.trainer.out_dir / MODEL_FILE} holds epoch {best}, the best so far; "
-                "continue from there with a lower learning rate (--lr) and --resume"
+                f"--resume with a lower learning rate (--lr) goes on after epoch {epoch}, the "
+                "last completed one"
                 if best else
                 "no model was saved; run again with a lower learning rate (--lr)")
         raise TrainingError(f"training diverged in epoch {epoch + 1}: the {bad[0][0]} became "
