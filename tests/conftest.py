@@ -7,6 +7,7 @@ import gzip
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,3 +145,23 @@ def killed_at_epoch(epoch: int) -> Iterator[None]:
         yield
     finally:
         trainer_module._RunState.on_epoch_begin = original
+
+
+def spreadsheet_resave(path: Path, out: Path) -> Path:
+    """The csv ``path`` as a spreadsheet re-saves it, written to ``out``: a UTF-8 byte-order
+    mark and a space after every comma."""
+    out.write_text("\ufeff" + path.read_text().replace(",", ", "), encoding="utf-8")
+    return out
+
+
+def cli_json(*args: str) -> Any:
+    """The JSON that ``emotionkit ARGS`` prints (run in-process; it must succeed)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from emotionkit.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)

@@ -209,17 +209,13 @@ def test_cli_evaluate_unknown_or_unloadable_classifier_exits_2(tmp_path: Path) -
 
 def test_cli_evaluate_csv_with_bom_and_spaces(tmp_path: Path) -> None:
     """A FER2013 csv re-saved by a spreadsheet (byte-order mark, spaces after commas)."""
+    from conftest import cli_json, spreadsheet_resave
     from test_datasets import write_fer_csv
 
     plain = tmp_path / "plain.csv"
     write_fer_csv(plain, bad_rows=False)
-    resaved = tmp_path / "resaved.csv"
-    resaved.write_text("\ufeff" + plain.read_text().replace(",", ", "), encoding="utf-8")
-    reports = []
-    for path in (plain, resaved):
-        result = _runner().invoke(main, ["evaluate", str(path), "--format", "json"])
-        assert result.exit_code == 0, result.output
-        reports.append(json.loads(result.output))
+    resaved = spreadsheet_resave(plain, tmp_path / "resaved.csv")
+    reports = [cli_json("evaluate", str(path), "--format", "json") for path in (plain, resaved)]
     assert reports[1]["n"] == 4 and reports[1]["confusion_matrix"] == \
         reports[0]["confusion_matrix"]
 

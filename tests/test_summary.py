@@ -95,12 +95,9 @@ def test_cut_off_row_and_unwritable_plot_type_are_one_line_errors(rows_csv: Path
 def test_results_csv_resaved_with_bom_and_spaces_reads_the_same(rows_csv: Path,
                                                                  tmp_path: Path) -> None:
     """A spreadsheet's re-save: a UTF-8 byte-order mark, spaces after the commas."""
-    resaved = tmp_path / "resaved.csv"
-    resaved.write_text("\ufeff" + rows_csv.read_text().replace(",", ", "), encoding="utf-8")
-    results = []
-    for path in (rows_csv, resaved):
-        res = CliRunner().invoke(main, ["summary", str(path), "--format", "json"])
-        assert res.exit_code == 0, res.output
-        results.append(json.loads(res.output))
+    from conftest import cli_json, spreadsheet_resave
+
+    resaved = spreadsheet_resave(rows_csv, tmp_path / "resaved.csv")
+    results = [cli_json("summary", str(path), "--format", "json") for path in (rows_csv, resaved)]
     assert results[1] == results[0]
     assert [face["face_id"] for face in results[1]] == [0, 1]
