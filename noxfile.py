@@ -63,7 +63,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=CURRENT)
 def typecheck(session: nox.Session) -> None:
     """mypy over src/ (third-party packages without types are treated as Any)."""
-    session.install("mypy>=1.10", "numpy", "click", "types-tqdm")
+    session.install("mypy>=1.10", "numpy", "click", "pillow", "types-tqdm")
     session.run("mypy")
 
 
