@@ -276,6 +276,14 @@ def test_non_utf8_file_names_are_annotated_or_refused_without_a_crash(
         assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
         out = rows.read_bytes() if extra else res.stdout
         assert b"caf\xe9.jpg," in out and len(out.splitlines()) == 3
+    # ... and so they read back: a video result csv naming such a file, for `summary`
+    video_rows = tmp_path / "video-rows.csv"
+    video_rows.write_bytes(b"path,frame,time,face_id,x,y,w,h,score,top_emotion,happy,sad\n"
+                           b"clip\xe9.mp4,0,0.0,0,1,1,9,9,0.9,happy,0.9,0.1\n")
+    res = subprocess.run([sys.executable, "-m", "emotionkit", "summary", str(video_rows)],
+                         capture_output=True, env=env)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    assert res.stdout.startswith(b"clip\xe9.mp4: face #0: 1 frames")
     video = tmp_path / os.fsdecode(b"clip\xe9.avi")
     video.write_bytes(b"not decoded: the name is refused first")
     res = run("detect", str(video), "-c", str(brightness_model_dir))

@@ -6,6 +6,7 @@ import csv
 import gzip
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -165,6 +166,13 @@ def test_image_folders_beside_split_folders_are_named_in_a_warning(
     with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
         assert FolderDataset(root).splits == ("train", "val")
     assert not caplog.records
+    nested = root / "Angry" / "session1"  # label folders are read recursively: so is this
+    nested.mkdir(parents=True)
+    shutil.copy(next((root / "train").rglob("*.png")), nested / "a.png")
+    with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
+        FolderDataset(root)
+    assert "folders of images beside them (Angry)" in caplog.records[-1].getMessage()
+    shutil.rmtree(root / "Angry")
     write_face_folders(root, n=2)  # and root/Happy, root/SADNESS: their images are not used
     with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
         dataset = FolderDataset(root)

@@ -104,6 +104,12 @@ def test_cli_init_from_errors_are_one_line(tmp_path: Path) -> None:
             f"error: --init-from: unknown classifier {spec!r}: not a registered name "
             f"({', '.join(list_classifiers())}) and no such model file or directory"], result.output
         assert not (tmp_path / "a").exists()
+    long_name = "a" * 300  # too long for a file name: an error line, not an OSError traceback
+    result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a"),
+                                       "--init-from", long_name])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.startswith(f"error: --init-from: {'a' * 80}...: not a classifier "
+                                    "name or a usable path (File name too long)")
     # the bundled fer-cnn is 4 blocks wide, this run 2: a clear refusal
     result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"),
                                        "--init-from", "fer-cnn"])

@@ -229,12 +229,14 @@ def test_pil_images_honour_exif_orientation(tmp_path: Path, astronaut_bgr: np.nd
         assert expected.shape[:2] == (512, 256)
         with Image.open(path) as pil:
             np.testing.assert_array_equal(load_image(pil), expected)
-            # turned upright by the caller: Pillow keeps the tag on derived images, which
-            # must not be turned a second time
-            turned = pil.transpose(Image.Transpose.ROTATE_270 if orientation == 6
-                                   else Image.Transpose.ROTATE_90)
-            assert turned.getexif().get(0x0112) == orientation
-            np.testing.assert_array_equal(load_image(turned), expected)
+            # derived images keep the tag and the stored pixels: turned as well
+            for derived in (pil.convert("RGB"), pil.copy(), pil.resize(pil.size)):
+                assert derived.getexif().get(0x0112) == orientation
+                np.testing.assert_array_equal(load_image(derived), expected)
+            # turned upright with exif_transpose (which drops the tag): not turned again
+            from PIL import ImageOps
+
+            np.testing.assert_array_equal(load_image(ImageOps.exif_transpose(pil)), expected)
         np.testing.assert_array_equal(load_image(path.read_bytes()), expected)
     upright = Image.fromarray(astronaut_bgr[:, :, ::-1])  # no EXIF: taken as it is
     np.testing.assert_array_equal(load_image(upright), astronaut_bgr)

@@ -240,7 +240,8 @@ def test_classify_refuses_one_crop_and_crops_that_are_not_images(rec, astronaut_
 
     crop = astronaut_bgr[82:178, 177:273]
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    for one in (crop, gray):
+    gray_alpha = np.dstack([gray, np.full_like(gray, 255)])  # np.asarray of a PIL "LA" image
+    for one in (crop, gray, gray_alpha):
         with pytest.raises(TypeError, match=r"classify takes a list of face crops, not one "
                                             r"array of shape \(96, 96.*pass \[crop\]"):
             rec.classify(one)

@@ -276,12 +276,12 @@ def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
 
 
 def _upright(pil: PILImage.Image) -> PILImage.Image:
-    """``pil`` turned as its EXIF orientation tag says it is displayed, if it is an image
-    as read from a file (``pil.format`` set); ``pil`` itself otherwise, or when it has no
-    such tag (no copy is made). Images made from others (``transpose``, ``resize``,
-    ``convert``...) keep the tag of their source although they may be upright already;
-    their pixels are taken as they are."""
-    if pil.format is None or pil.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+    """``pil`` turned as its EXIF orientation tag says it is displayed; ``pil`` itself when
+    it has no such tag (no copy is made). Images made from others (``convert``, ``resize``,
+    ``crop``...) keep their source's tag and pixels, so they are turned too; an image the
+    caller turned upright by hand (``transpose``) still carries the tag: turn it with
+    ``PIL.ImageOps.exif_transpose``, which drops the tag, or remove the tag."""
+    if pil.getexif().get(_EXIF_ORIENTATION, 1) == 1:
         return pil
     from PIL import ImageOps
 

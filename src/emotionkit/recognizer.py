@@ -181,12 +181,12 @@ class EmotionRecognizer:
 
 def _refuse_one(method: str, items: str, given: Any, advice: str) -> None:
     """Raise ``TypeError`` if ``given`` is one item (a path, bytes, or one image array:
-    2-D, or 3-D with 1, 3 or 4 channels) rather than a list of ``items``: iterating over
+    2-D, or 3-D with up to 4 channels) rather than a list of ``items``: iterating over
     it would give characters or pixel rows, and a silently wrong result. A 3-D array with
-    another last axis is a stack of grayscale images ``(N, H, W)``."""
+    a last axis above 4 is a stack of grayscale images ``(N, H, W)``."""
     if isinstance(given, (str, bytes, os.PathLike)) or (
             isinstance(given, np.ndarray) and (
-                given.ndim < 3 or (given.ndim == 3 and given.shape[2] in (1, 3, 4)))):
+                given.ndim < 3 or (given.ndim == 3 and given.shape[2] <= 4))):
         what = (f"array of shape {given.shape}" if isinstance(given, np.ndarray)
                 else f"{type(given).__name__} ({str(given)[:80]!r})")
         raise TypeError(f"{method} takes a list of {items}, not one {what}; {advice}")

@@ -107,7 +107,8 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        # surrogateescape: video names that are not UTF-8, as detect writes them
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             missing = [c for c in _KEY_COLUMNS if c not in header]

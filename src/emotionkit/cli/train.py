@@ -163,8 +163,12 @@ def check_classifier_spec(option: str, spec: str, soft_labels: bool = False) -> 
     from ..registry import list_classifiers, resolve_classifier
     from ..training.distill import load_teacher
 
-    if spec.startswith("hf://") or (spec.strip() and (
-            Path(spec).exists() or spec in list_classifiers())):
+    try:
+        exists = Path(spec).exists()
+    except (OSError, ValueError) as exc:  # a name too long for a file, ...
+        fail(f"{option}: {spec[:80]}{'...' if len(spec) > 80 else ''}: not a classifier name "
+             f"or a usable path ({getattr(exc, 'strerror', None) or exc})", 2)
+    if spec.startswith("hf://") or (spec.strip() and (exists or spec in list_classifiers())):
         return
     try:  # neither a file nor a name: the loader raises its own error, without loading
         (load_teacher if soft_labels else resolve_classifier)(spec)

@@ -643,10 +643,10 @@ def open_dataset(
 
 
 def _holds_images(folder: Path) -> bool:
-    """Whether ``folder`` itself holds an image file (as a label folder does); ``False``
-    where it cannot be read."""
+    """Whether ``folder`` or a folder under it holds an image file (a label folder's
+    images are read from its sub-folders too); ``False`` where it cannot be read."""
     try:
-        return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir())
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.rglob("*"))
     except OSError:
         return False
 

@@ -825,11 +825,13 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
         if not bad:
             return
         best = self.state["best_epoch"]
+        # a transfer run's head epochs train at --head-lr
+        lr = "--head-lr" if epoch < self.trainer.args.get("head_epochs", 0) else "--lr"
         what = (f"{self.trainer.out_dir / MODEL_FILE} holds epoch {best}, the best so far; "
-                f"--resume with a lower learning rate (--lr) goes on after epoch {epoch}, the "
+                f"--resume with a lower learning rate ({lr}) goes on after epoch {epoch}, the "
                 "last completed one"
                 if best else
-                "no model was saved; run again with a lower learning rate (--lr)")
+                f"no model was saved; run again with a lower learning rate ({lr})")
         raise TrainingError(f"training diverged in epoch {epoch + 1}: the {bad[0][0]} became "
                             f"{bad[0][1]}; {what}")
 
