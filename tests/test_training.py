@@ -535,3 +535,36 @@ def test_diverging_run_is_an_error_not_a_nan_model(tmp_path: Path) -> None:
     for now, before in zip(load_classifier(out).model.get_weights(), kept):
         np.testing.assert_array_equal(now, before)
     assert Trainer(out).epochs_done == 1
+
+
+def test_training_batches_change_order_every_epoch_reproducibly() -> None:
+    """Keras's shuffle=True on TensorFlow with a seed fed the same batch order in every
+    epoch; the trainer's batches take a new order each epoch, a function of the seed and
+    the epoch alone (so a resumed run, which starts counting at its first epoch, sees the
+    orders an uninterrupted run sees)."""
+    import keras
+
+    from emotionkit.training.trainer import _shuffled_batches
+
+    x = np.arange(40, dtype=np.float32)[:, None]  # each row holds its own index
+    y = np.eye(2, dtype=np.float32)[np.arange(40) % 2]
+    w = np.ones(40, dtype=np.float32)
+
+    def orders(first_epoch: int, epochs: int) -> list[list[int]]:
+        batches = _shuffled_batches(keras, x, y, w, 8, seed=5, first_epoch=first_epoch)
+        passes = []
+        for _ in range(epochs):  # as Keras asks for them: batch 0, 1, ... in each epoch
+            passes.append([int(v) for i in range(len(batches)) for v in batches[i][0][:, 0]])
+        return passes
+
+    first, second, third = orders(0, 3)
+    assert sorted(first) == list(range(40)) and first != second != third
+    assert orders(0, 3) == [first, second, third]  # reproducible
+    assert orders(1, 2) == [second, third]  # resumed after one epoch
+    # through Keras's fit: one pass per epoch, in order (plus its first look at the
+    # shapes, which every run makes alike)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    batches = _shuffled_batches(keras, x, y, w, 8, seed=5, first_epoch=0)
+    model.fit(batches, epochs=3, shuffle=False, verbose=0)
+    assert batches._epoch == 3  # three epochs, after the look at the first batches

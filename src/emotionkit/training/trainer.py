@@ -590,12 +590,15 @@ class Trainer:
         # BackupAndRestore sets _initial_epoch when it restores a backup, and Keras's fit
         # prefers it to initial_epoch: clear one left by an earlier phase of this run
         train_model._initial_epoch = None
+        batches = _shuffled_batches(
+            keras, pixels_to_input(train.pixels[index], config), y,
+            weights[targets].astype(np.float32), args["batch_size"], args["seed"],
+            first_epoch=max(initial_epoch, self._backed_up_epochs(backup_dir)))
         train_model.fit(
-            pixels_to_input(train.pixels[index], config), y,
-            sample_weight=weights[targets].astype(np.float32),
+            batches,
             validation_data=(pixels_to_input(val.pixels, config), eye[val.targets]),
-            batch_size=args["batch_size"], epochs=epochs, initial_epoch=initial_epoch,
-            shuffle=True, verbose=0, callbacks=callbacks,
+            epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks,
+            shuffle=False,  # the batches shuffle themselves; Keras would reorder them
         )
 
     def _targets(self, train: ImageData) -> np.ndarray:
@@ -731,6 +734,40 @@ def _dtype_policy(keras: Any, name: str) -> Iterator[None]:
 
 def _keras_callback_base() -> Any:
     return _import_keras().callbacks.Callback
+
+
+def _shuffled_batches(keras: Any, x: np.ndarray, y: np.ndarray, weights: np.ndarray,
+                      batch_size: int, seed: int, first_epoch: int) -> Any:
+    """Training batches ``(x, y, sample weights)`` in a new order every epoch, the order of
+    epoch ``e`` a function of ``seed`` and ``e`` alone (so a resumed run sees what an
+    uninterrupted one would).
+
+    Keras's own ``shuffle=True`` on the TensorFlow backend gives the same order in every
+    epoch when a seed is set (its shuffle op restarts with each epoch's iterator). Keras
+    asks for the next epoch's first batches before that epoch's callbacks run (the
+    iterator is made, and prefetched, at the end of the previous epoch), so the epoch is
+    counted here, by the passes over the batches (a pass starts at batch 0), from
+    ``first_epoch`` (the epoch the fit starts at); TensorFlow's look at the first batches
+    for their shapes counts as one pass too, the same in every run.
+    """
+
+    class ShuffledBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self._epoch = first_epoch - 1
+            self._order: np.ndarray | None = None
+
+        def __len__(self) -> int:
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if i == 0 or self._order is None:  # a new pass over the data
+                self._epoch += 1
+                self._order = np.random.default_rng([seed, self._epoch]).permutation(len(x))
+            rows = self._order[i * batch_size:(i + 1) * batch_size]
+            return x[rows], y[rows], weights[rows]
+
+    return ShuffledBatches()
 
 
 def _seed_epoch(model: Any, seed: int, epoch: int) -> None:
