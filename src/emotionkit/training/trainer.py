@@ -770,22 +770,22 @@ def _shuffled_batches(keras: Any, x: np.ndarray, y: np.ndarray, weights: np.ndar
     return ShuffledBatches()
 
 
-def _seed_epoch(model: Any, seed: int, epoch: int) -> None:
-    """Make the random state that epoch ``epoch`` (0-based) draws from a function of
-    ``seed`` and ``epoch`` alone: the counter of every seed generator in ``model`` (dropout
-    masks, augmentation) and NumPy's global generator (the JAX backend's shuffling).
+def _seed_epoch(model: Any, epoch: int) -> None:
+    """Make the random draws of epoch ``epoch`` (0-based) a function of the run's seed and
+    ``epoch`` alone: the counter of every seed generator in ``model`` (dropout masks,
+    augmentation) is set to the epoch's own range. (The batch order is the epoch's already:
+    :func:`_shuffled_batches`.)
 
-    Keras's weights backup holds neither, and a resumed run seeds everything anew: without
-    this, the first epoch after a resume replays epoch 1's dropout masks and augmentations
-    (with JAX also its batch order; TensorFlow feeds the same order every epoch) on the same
-    batches, so it trains differently from an uninterrupted run and logs a training loss
-    and accuracy that are far too good (the network has fitted those exact forward passes).
+    Keras's weights backup does not hold these counters, and a resumed run seeds everything
+    anew: without this, the first epoch after a resume replays epoch 1's dropout masks and
+    augmentations, so it trains differently from an uninterrupted run and logs a training
+    loss and accuracy that are far too good (the network has fitted those exact forward
+    passes).
     """
     counter = epoch * _SEED_STRIDE % 2**31
     for state in model.variables:
         if state.name == "seed_generator_state":  # a keras.random.SeedGenerator's [seed, draws]
             state.assign(np.array([np.asarray(state)[0], counter], dtype=state.dtype))
-    np.random.seed(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 class _RunState(_keras_callback_base()):  # type: ignore[misc]
@@ -808,7 +808,7 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
         self._t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        _seed_epoch(self.model, self.trainer.args["seed"], epoch)
+        _seed_epoch(self.model, epoch)
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
