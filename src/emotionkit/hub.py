@@ -545,8 +545,9 @@ def make_model_card(directory: str | Path, repo_id: str) -> str:
         "labels:",
         *(f"- {json.dumps(label)}" for label in config.labels),
     ]
-    metric_ids = [hf_id for hf_id, suffix in (("accuracy", "accuracy"), ("f1", "f1"))
-                  if any(name.endswith(suffix) for name in metrics)]
+    # Hugging Face metric ids, named by the endings of our keys (val.accuracy, val.macro_f1)
+    metric_ids = [hf_id for hf_id in ("accuracy", "f1")
+                  if any(name.endswith(hf_id) for name in metrics)]
     if metric_ids:
         front += ["metrics:", *(f"- {hf_id}" for hf_id in metric_ids)]
     front.append("---")

@@ -131,11 +131,11 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
                     timeline = timelines[key] = FaceTimeline(key[0], face_id, labels)
                 timeline.add(float(row["time"]), row["top_emotion"].strip(),
                              [float(row[k]) for k in labels])
+    except ResultsFileError:
+        raise  # ours, raised above (a ValueError too)
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from exc
     except (ValueError, KeyError, TypeError, csv.Error) as exc:
-        if isinstance(exc, ResultsFileError):
-            raise
         raise ResultsFileError(f"{path}: malformed results csv ({exc})") from exc
     if not timelines:
         raise ResultsFileError(f"{path}: holds no face rows")
