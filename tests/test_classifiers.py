@@ -386,3 +386,41 @@ def test_jax_compiles_once_per_power_of_two_batch(fer7_model_dir: Path) -> None:
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert sorted(result["traced"]) == [1, 2, 4, 8, 16]
     assert result["worst"] < 1e-5
+
+
+_FORKED_CLASSIFIER = """
+import multiprocessing, sys
+import numpy as np
+from emotionkit.classifiers import load_classifier
+clf = load_classifier(sys.argv[1])
+faces = [np.full((48, 48, 3), 128, np.uint8)]
+print("parent:", clf.predict(faces).shape, flush=True)
+def classify(_):
+    return clf.predict(faces).shape
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        try:
+            print("pool:", pool.map_async(classify, [0]).get(timeout=60))
+        except Exception as exc:
+            print(f"pool: {type(exc).__name__}: {exc}")
+    print("parent again:", classify(0))
+"""
+
+
+def test_a_classifier_inherited_through_fork_fails_clearly(fer7_model_dir: Path) -> None:
+    """A Keras classifier used in a fork()ed child hung there (TensorFlow's and JAX's
+    threads are not copied); now predict() raises at once and the parent goes on."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    res = subprocess.run([sys.executable, "-c", _FORKED_CLASSIFIER, str(fer7_model_dir)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    assert lines[0] == "parent: (1, 7)", lines
+    assert lines[1].startswith("pool: EmotionKitError: KerasClassifier.predict(): this "
+                               "classifier was made in process"), lines
+    assert "inherited through fork()" in lines[1] and "'spawn'" in lines[1]
+    assert lines[2] == "parent again: (1, 7)"

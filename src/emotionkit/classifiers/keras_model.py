@@ -41,12 +41,17 @@ class KerasClassifier:
     probabilities up to float rounding, ~20% faster on a CPU). :attr:`model` is the model
     as given, for inspection only (see there).
 
+    A classifier cannot be used in a process that inherited it through ``fork()``
+    (TensorFlow's and JAX's threads are not copied, and the child would hang): build it in
+    each worker process, or start workers with ``spawn`` / ``forkserver``.
+
     Raises:
         ModelLoadError: the model gives non-finite outputs (NaN or infinity) on a check
             batch of random faces.
     """
 
     def __init__(self, model: Any, config: ModelConfig, batch_size: int = 256) -> None:
+        self._pid = os.getpid()
         self._model = model
         self.config = config
         self.batch_size = batch_size
@@ -83,7 +88,8 @@ class KerasClassifier:
         """Probabilities ``(N, len(labels))`` for BGR ``uint8`` face crops of any size.
 
         With ``tta=True`` each face is also classified mirrored left-right and the two
-        probability rows are averaged.
+        probability rows are averaged. Raises :class:`EmotionKitError` in a process that
+        inherited this classifier through ``fork()``.
         """
         if len(faces) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -106,7 +112,14 @@ class KerasClassifier:
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for model inputs ``x``, run in chunks of ``batch_size``.
 
-        Raises :class:`EmotionKitError` if the model gives NaN or infinite outputs."""
+        Raises :class:`EmotionKitError` if the model gives NaN or infinite outputs, or in a
+        process that inherited this classifier through ``fork()`` (where it would hang)."""
+        if self._pid != os.getpid():
+            raise EmotionKitError(
+                f"KerasClassifier.predict(): this classifier was made in process {self._pid} "
+                "and inherited through fork(), where TensorFlow and JAX hang; create the "
+                "classifier (or recognizer) in this process (e.g. in a pool initializer) or "
+                "start workers with the 'spawn' or 'forkserver' method")
         chunks = []
         for i in range(0, len(x), self.batch_size):
             out = self._outputs(x[i : i + self.batch_size])
