@@ -424,3 +424,26 @@ def test_a_classifier_inherited_through_fork_fails_clearly(fer7_model_dir: Path)
                                "classifier was made in process"), lines
     assert "inherited through fork()" in lines[1] and "'spawn'" in lines[1]
     assert lines[2] == "parent again: (1, 7)"
+
+
+def test_model_config_arguments_from_python_raise_value_error() -> None:
+    """Bad arguments from a calling program are ValueError, as for the rest of the API;
+    a config.json read from a file with the same problem stays a ModelLoadError."""
+    with pytest.raises(ValueError, match="labels must be a list") as err:
+        ModelConfig(labels="angry")
+    assert not isinstance(err.value, ModelLoadError)
+    with pytest.raises(ValueError, match="crop_margin must be >= 0") as err:
+        ModelConfig(labels=("a", "b"), crop_margin=-1)
+    assert not isinstance(err.value, ModelLoadError)
+    with pytest.raises(ModelLoadError, match="^crop_margin must be >= 0"):
+        ModelConfig.from_dict({"labels": ["a", "b"], "crop_margin": -1})
+
+
+def test_a_model_without_config_and_with_odd_channels_names_the_file(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((48, 48, 2))
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "two.keras")
+    with pytest.raises(ModelLoadError, match=r"two\.keras: channels must be 1 or 3, got 2"):
+        load_classifier(tmp_path / "two.keras")

@@ -42,7 +42,8 @@ class ModelConfig:
         extra: every other field of the JSON file.
 
     Raises:
-        ModelLoadError: a field has a wrong type or value (the message names the field).
+        ValueError: a field has a wrong type or value (the message names the field);
+            :meth:`read` and :meth:`from_dict` raise :class:`ModelLoadError` instead.
     """
 
     labels: tuple[str, ...]
@@ -58,43 +59,43 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, (str, bytes)) or not isinstance(self.labels, (list, tuple)):
-            raise ModelLoadError(
+            raise ValueError(
                 f"labels must be a list of label names such as [\"angry\", \"happy\"], "
                 f"got {_shown(self.labels)}"
             )
         if not self.labels or not all(
                 (isinstance(x, str) and x) or _is_int(x) for x in self.labels):
-            raise ModelLoadError(
+            raise ValueError(
                 f"labels must be a non-empty list of non-empty strings, got {_shown(self.labels)}")
         self.labels = tuple(str(x) for x in self.labels)  # numbers ([0, 1, 2]) as names
         if len(set(self.labels)) != len(self.labels):
-            raise ModelLoadError(f"labels must be unique, got {self.labels}")
+            raise ValueError(f"labels must be unique, got {self.labels}")
         size = self.input_size
         if (isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple))
                 or len(size) != 2 or not all(_is_whole(v) and v >= 1 for v in size)):
-            raise ModelLoadError(
+            raise ValueError(
                 f"input_size must be [height, width] in pixels (two ints >= 1), got "
                 f"{_shown(size)}")
         self.input_size = (int(size[0]), int(size[1]))
         if not _is_whole(self.channels) or self.channels not in (1, 3):
-            raise ModelLoadError(f"channels must be 1 or 3, got {_shown(self.channels)}")
+            raise ValueError(f"channels must be 1 or 3, got {_shown(self.channels)}")
         self.channels = int(self.channels)
         if self.color_order not in ("rgb", "bgr"):
-            raise ModelLoadError(
+            raise ValueError(
                 f"color_order must be 'rgb' or 'bgr', got {_shown(self.color_order)}")
         self.pixel_scale = _finite("pixel_scale", self.pixel_scale)
         if self.pixel_scale == 0:
-            raise ModelLoadError("pixel_scale must not be 0 (every input would be the same)")
+            raise ValueError("pixel_scale must not be 0 (every input would be the same)")
         self.pixel_offset = _finite("pixel_offset", self.pixel_offset)
         self.crop_margin = _finite("crop_margin", self.crop_margin)
         if self.crop_margin < 0:
-            raise ModelLoadError(f"crop_margin must be >= 0 (a fraction of the face box), got "
+            raise ValueError(f"crop_margin must be >= 0 (a fraction of the face box), got "
                                  f"{_shown(self.crop_margin)}")
         if not isinstance(self.model_file, str) or not self.model_file.strip():
-            raise ModelLoadError(f"model_file must be the model's file name, such as "
+            raise ValueError(f"model_file must be the model's file name, such as "
                                  f"\"model.keras\", got {_shown(self.model_file)}")
         if self.architecture is not None and not isinstance(self.architecture, str):
-            raise ModelLoadError(
+            raise ValueError(
                 f"architecture must be a name or null, got {_shown(self.architecture)}")
 
     @classmethod
@@ -126,8 +127,8 @@ class ModelConfig:
         extra = {k: v for k, v in data.items() if k not in known}
         try:
             return cls(**kwargs, extra=extra)
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ModelLoadError(f"invalid model config: {exc}") from exc
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready mapping written to ``config.json`` (:attr:`extra` merged in)."""
@@ -154,10 +155,10 @@ def _is_whole(value: Any) -> bool:
 
 
 def _finite(name: str, value: Any) -> float:
-    """``value`` as a float if it is a finite number; else ModelLoadError naming ``name``."""
+    """``value`` as a float if it is a finite number; else ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
             value):
-        raise ModelLoadError(f"{name} must be a finite number, got {_shown(value)}")
+        raise ValueError(f"{name} must be a finite number, got {_shown(value)}")
     return float(value)
 
 

@@ -237,10 +237,11 @@ def _infer_config(model: Any, model_path: Path) -> ModelConfig:
             f"{model_path}: model has {out} outputs and no {CONFIG_NAME} beside it naming "
             f"its labels; add one (see docs/models.md)"
         )
-    return ModelConfig(
-        labels=FER_LABELS, input_size=(shape[1], shape[2]), channels=shape[3],
-        model_file=model_path.name,
-    )
+    try:
+        return ModelConfig(labels=FER_LABELS, input_size=(shape[1], shape[2]),
+                           channels=shape[3], model_file=model_path.name)
+    except ValueError as exc:
+        raise ModelLoadError(f"{model_path}: {exc}") from None
 
 
 def _check_shapes(model: Any, config: ModelConfig, model_path: Path) -> None:
