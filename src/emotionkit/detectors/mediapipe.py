@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import functools
 import os
 import sys
 import threading
@@ -205,8 +206,10 @@ def _create_task(model_path: Path, min_confidence: float, nms: float) -> Any:
     return task
 
 
+@functools.cache
 def _import_tasks() -> tuple[Any, Any]:
-    """``(BaseOptions, vision)`` from ``mediapipe.tasks.python``.
+    """``(BaseOptions, vision)`` from ``mediapipe.tasks.python``; imported (and cleaned,
+    below) once per process.
 
     MediaPipe keeps, in module globals, the exception of its optional ``sounddevice``
     import (``audio_record.sd_error``: PortAudio not found, or not installed). That
