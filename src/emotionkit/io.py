@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage  # ~7 ms; a real class makes ImageInput resolvable
 
+from ._text import elide_middle
 from .errors import ImageLoadError
 
 ImageInput = str | Path | bytes | bytearray | np.ndarray | PILImage.Image
@@ -151,7 +152,8 @@ def _load_path(path: Path) -> np.ndarray:
         exists, is_dir = path.exists(), path.is_dir()
     except OSError as exc:  # e.g. "File name too long", "Permission denied" on a parent
         raise ImageLoadError(
-            f"{_short(path)}: cannot open this path ({exc.strerror or exc}); check the path"
+            f"{elide_middle(str(path))}: cannot open this path ({exc.strerror or exc}); "
+            "check the path"
         ) from exc
     if not exists:
         raise ImageLoadError(f"{path}: no such file; check the path")
@@ -162,15 +164,6 @@ def _load_path(path: Path) -> np.ndarray:
     except OSError as exc:
         raise ImageLoadError(f"{path}: cannot read file ({exc.strerror})") from exc
     return _decode_bytes(data, what=str(path))
-
-
-def _short(path: Path, limit: int = 200) -> str:
-    """``path`` as text, its middle elided when longer than ``limit`` characters."""
-    text = str(path)
-    if len(text) <= limit:
-        return text
-    keep = (limit - 3) // 2
-    return f"{text[:keep]}...{text[-keep:]} ({len(text)} characters)"
 
 
 def _checked_array(array: Any) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._text import cut
 from .io import ImageInput, crop, load_image
 from .registry import resolve_classifier, resolve_detector
 from .results import Detection, Face
@@ -188,7 +189,7 @@ def _refuse_one(method: str, items: str, given: Any, advice: str) -> None:
             isinstance(given, np.ndarray) and (
                 given.ndim < 3 or (given.ndim == 3 and given.shape[2] <= 4))):
         what = (f"array of shape {given.shape}" if isinstance(given, np.ndarray)
-                else f"{type(given).__name__} ({str(given)[:80]!r})")
+                else f"{type(given).__name__} ({cut(str(given))!r})")
         raise TypeError(f"{method} takes a list of {items}, not one {what}; {advice}")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .._text import cut
 from ._common import fail, parse_labels, run_or_fail
 
 __all__ = ["check_classifier_spec", "check_ferplus", "setup_logging", "train"]
@@ -166,7 +167,7 @@ def check_classifier_spec(option: str, spec: str, soft_labels: bool = False) -> 
     try:
         exists = Path(spec).exists()
     except (OSError, ValueError) as exc:  # a name too long for a file, ...
-        fail(f"{option}: {spec[:80]}{'...' if len(spec) > 80 else ''}: not a classifier name "
+        fail(f"{option}: {cut(spec)}: not a classifier name "
              f"or a usable path ({getattr(exc, 'strerror', None) or exc})", 2)
     if spec.startswith("hf://") or (spec.strip() and (exists or spec in list_classifiers())):
         return

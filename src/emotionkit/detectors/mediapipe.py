@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import functools
+import logging
 import os
 import sys
 import threading

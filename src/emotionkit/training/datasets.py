@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._text import cut
 from ..classifiers.base import FER_LABELS
 from ..classifiers.preprocess import _check_pixel_format, faces_to_pixels
 from ..errors import EmotionKitError, ImageLoadError
@@ -696,15 +697,10 @@ def _missing_columns_message(
     """Why a csv with the columns ``header`` will not do (quoting little of a long line)."""
     if any(_is_number(name) for name in header):  # a data row where the header should be
         return (f"{path}: the file seems to have no header line (its first line is "
-                f"{_shorten(','.join(header))!r}); add the line {','.join(required)!r} at "
+                f"{cut(','.join(header), _MAX_QUOTED)!r}); add the line {','.join(required)!r} at "
                 "its top")
     return (f"{path}: missing CSV column(s) {', '.join(missing)}; "
-            f"found {_shorten(', '.join(header)) or 'no header'}")
-
-
-def _shorten(text: str) -> str:
-    """``text``, cut to :data:`_MAX_QUOTED` characters (``...`` marks a cut)."""
-    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
+            f"found {cut(', '.join(header), _MAX_QUOTED) or 'no header'}")
 
 
 def _is_number(text: str) -> bool:

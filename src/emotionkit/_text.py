@@ -1,0 +1,19 @@
+"""Shortening user-supplied text (file contents, names, paths) quoted in error messages."""
+
+from __future__ import annotations
+
+__all__ = ["cut", "elide_middle"]
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text``, cut to its first ``limit`` characters (``...`` marks a cut)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def elide_middle(text: str, limit: int = 200) -> str:
+    """``text``, its middle elided when longer than ``limit`` characters (for paths, whose
+    end names the file); the full length is given."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]} ({len(text)} characters)"
