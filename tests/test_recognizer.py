@@ -327,3 +327,46 @@ def test_type_hints_of_the_image_api_resolve() -> None:
         hints = typing.get_type_hints(function)
         assert "return" in hints
     assert Image.Image in typing.get_args(typing.get_type_hints(load_image)["source"])
+
+
+def test_a_recognizer_pickles_as_its_settings(brightness_model_dir: Path, astronaut_bgr,
+                                              tmp_path: Path) -> None:
+    """A recognizer made from names and paths (or picklable detector objects) pickles as
+    those settings: a copy -- here in a spawned worker process -- builds its own detector
+    and classifier and gives the same faces."""
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emotionkit.detectors import HaarDetector
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), scaled(astronaut_bgr, 1.6))
+    rec = EmotionRecognizer(detector=HaarDetector(min_neighbors=4),
+                            classifier=brightness_model_dir, margin=0.1, batch_size=8)
+    copy = pickle.loads(pickle.dumps(rec))
+    assert (copy.margin, copy.batch_size) == (0.1, 8)
+    assert type(copy.detector) is HaarDetector and copy.detector.min_neighbors == 4
+    here = rec.detect(path)
+    assert here and here[0].top_emotion == "bright"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(EmotionRecognizer.detect, rec, str(path)).result(timeout=300)
+    assert [f.box for f in there] == [f.box for f in here]
+    assert np.allclose([list(f.emotions.values()) for f in there],
+                       [list(f.emotions.values()) for f in here], atol=1e-5)
+
+
+def test_a_recognizer_with_a_classifier_object_does_not_pickle(rec) -> None:
+    """A Keras classifier object is bound to its process: pickling says so and what to
+    pass instead (the obscure error was "Can't pickle local object ...<lambda>")."""
+    import pickle
+
+    with pytest.raises(TypeError, match=r"KerasClassifier cannot be pickled.*name or path"):
+        pickle.dumps(rec.classifier)
+    with pytest.raises(TypeError, match=r"KerasClassifier cannot be pickled"):
+        pickle.dumps(EmotionRecognizer(detector="haar", classifier=rec.classifier))
+    import copy
+
+    twin = copy.copy(rec.classifier)
+    assert np.array_equal(twin.predict([np.full((48, 48, 3), 200, np.uint8)]),
+                          rec.classifier.predict([np.full((48, 48, 3), 200, np.uint8)]))

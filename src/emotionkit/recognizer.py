@@ -42,6 +42,11 @@ class EmotionRecognizer:
         TypeError: ``margin`` is not a number or ``batch_size`` not an int.
         ValueError: ``margin`` is negative or not finite, or ``batch_size`` below 1.
 
+    A recognizer pickles as its settings (the copy, in another process for example, builds
+    its own detector and classifier), so it can be sent to ``spawn`` workers, provided the
+    detector and classifier were given by name or path or as picklable objects (the
+    built-in detectors are; a loaded Keras classifier is not).
+
     :meth:`close` (or a ``with`` block) frees the native resources of the detector and
     classifier the recognizer created from names or paths; objects passed in are left to
     their owner. Example::
@@ -63,6 +68,7 @@ class EmotionRecognizer:
         self.batch_size = _checked_batch_size(batch_size)
         self.classifier = resolve_classifier(classifier)
         self.detector = resolve_detector(detector)
+        self._settings = (detector, classifier, self.margin, self.batch_size)
         self._owned = [plugin for plugin, spec in ((self.detector, detector),
                                                     (self.classifier, classifier))
                        if plugin is not spec]  # made here from a name or path: ours to close
@@ -78,6 +84,11 @@ class EmotionRecognizer:
             close = getattr(plugin, "close", None)
             if callable(close):
                 close()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as the settings it was made from: the copy builds its own detector and
+        classifier from the same names, paths or (picklable) objects."""
+        return _rebuilt, self._settings
 
     def __enter__(self) -> EmotionRecognizer:
         return self
@@ -191,6 +202,12 @@ def _refuse_one(method: str, items: str, given: Any, advice: str) -> None:
         what = (f"array of shape {given.shape}" if isinstance(given, np.ndarray)
                 else f"{type(given).__name__} ({cut(str(given))!r})")
         raise TypeError(f"{method} takes a list of {items}, not one {what}; {advice}")
+
+
+def _rebuilt(detector: Any, classifier: Any, margin: float | None,
+             batch_size: int) -> EmotionRecognizer:
+    """An unpickled recognizer (see :meth:`EmotionRecognizer.__reduce__`)."""
+    return EmotionRecognizer(detector, classifier, margin=margin, batch_size=batch_size)
 
 
 def _checked_margin(margin: Any) -> float | None:

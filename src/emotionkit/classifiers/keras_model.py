@@ -61,6 +61,20 @@ class KerasClassifier:
         if not np.all(np.isfinite(self._outputs(check))):
             raise ModelLoadError(f"model {model.name!r} {_NON_FINITE} on random faces")
 
+    def __copy__(self) -> KerasClassifier:
+        """A shallow copy in this process (sharing the model), as before pickling was
+        refused."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "KerasClassifier cannot be pickled (its compiled model belongs to this process); "
+            "to send a recognizer or a classifier to other processes, give it the "
+            "classifier's name or path (EmotionRecognizer(classifier='fer-cnn' or a path)) "
+            "and build it there")
+
     @property
     def model(self) -> Any:
         """The Keras model as given, for inspection; treat it as read-only. Predictions run
