@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,13 @@ def cli_json(*args: str) -> Any:
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+def without_root_file_access() -> list[str]:
+    """A command prefix under which file permissions hold: none for a normal user; for
+    root (CI, containers), setpriv drops the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be tested")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]

@@ -15,8 +15,10 @@ It holds repositories in memory and answers, like the real hub does:
   file in "regular" mode, so no LFS/Xet storage protocol is needed.
 
 Tests can count requests (:attr:`FakeHub.hits`), make paths fail with a status code
-(:attr:`FakeHub.fail`), stall responses (:attr:`FakeHub.stall`) and serve bytes that do
-not match the advertised hash (:attr:`FakeHub.tamper`).
+(:attr:`FakeHub.fail`), stall responses (:attr:`FakeHub.stall`), serve bytes that do
+not match the advertised hash (:attr:`FakeHub.tamper`) and check tokens like the hub
+(:attr:`FakeHub.tokens`: a request with any other token, or an upload with none, answers
+``401``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class FakeHub:
         self.stall: dict[str, float] = {}  # path substring -> seconds to wait before answering
         self.tamper: set[str] = set()  # sha256 of blobs served with one byte changed
         self.auth: list[str | None] = []
+        self.tokens: set[str] = set()  # if any: the only valid tokens (uploads need one)
         self.cards: list[str] = []  # README.md contents sent to /api/validate-yaml
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
@@ -130,6 +133,11 @@ class FakeHub:
         for fragment, status in self.fail.items():
             if fragment in path:
                 return _send(handler, status, b"simulated failure", method=method)
+        if not self._authorized(handler.headers.get("Authorization"), method):
+            message = "Invalid credentials in Authorization header"
+            return _send(handler, 401, json.dumps({"error": message}).encode(),
+                         {"X-Error-Message": message, "Content-Type": "application/json"},
+                         method)
         if path.startswith("/_blobs/"):
             return self._blob(handler, path.rsplit("/", 1)[1], method)
         if method == "POST" and path == "/api/repos/create":
@@ -141,6 +149,14 @@ class FakeHub:
         if "/resolve/" in path and method in ("GET", "HEAD"):
             return self._resolve(handler, path, method)
         return _send(handler, 404, b"not found", method=method)
+
+    def _authorized(self, header: str | None, method: str) -> bool:
+        """Whether the ``Authorization`` header passes :attr:`tokens` (always, if empty)."""
+        if not self.tokens:
+            return True
+        if header is None:
+            return method != "POST"
+        return header.removeprefix("Bearer ") in self.tokens
 
     def _resolve(self, handler: BaseHTTPRequestHandler, path: str, method: str) -> None:
         repo_id, _, rest = path.lstrip("/").partition("/resolve/")

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import without_root_file_access
+
 
 def run(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
@@ -324,23 +326,11 @@ def test_heic_and_other_formats_in_a_walk(astronaut_bgr: np.ndarray, brightness_
     assert "skipped" not in res.stderr
 
 
-def _without_root_file_access() -> list[str]:
-    """A command prefix under which file permissions hold: none for a normal user; for
-    root (CI, containers), setpriv drops the capabilities that bypass them."""
-    import shutil
-
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: file permissions cannot be tested")
-    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-
-
 def test_unreadable_files_and_folders_are_reported_and_the_batch_continues(
         astronaut_bgr: np.ndarray, tmp_path: Path) -> None:
     """An unreadable file given by name stopped the whole batch (click's readable check,
     exit 2); an unreadable folder inside an input directory was skipped in silence."""
-    prefix = _without_root_file_access()
+    prefix = without_root_file_access()
     root = tmp_path
     try:
         jpeg = cv2.imencode(".jpg", astronaut_bgr)[1]

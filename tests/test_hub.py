@@ -21,7 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import save_model_dir, small_cnn
+from conftest import save_model_dir, small_cnn, without_root_file_access
 from emotionkit import hub
 from emotionkit.cli import main as cli
 from emotionkit.errors import ModelLoadError
@@ -549,3 +549,242 @@ def test_hub_registration_never_replaces_a_name_silently() -> None:
         assert "fer-cnn" in list_classifiers()
     finally:
         _classifiers.unregister("test-taken")
+
+
+# -- errors: what fails is named, programming errors are not hidden ------------------------
+def test_programming_errors_are_not_reported_as_hub_failures(hub_env: FakeHub,
+                                                             fer7_model_dir: Path) -> None:
+    """``except Exception`` around the hub calls turned a caller's TypeError into
+    "download failed" / "push failed" errors."""
+    sha = hub_env.commit("me/fer7", _files(fer7_model_dir))
+    with pytest.raises(TypeError):
+        hub.download_model("hf://me/fer7", revision=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hub.push_model(fer7_model_dir, "me/pushed", commit_message=5,  # type: ignore[arg-type]
+                       check=False)
+    # the same calls with arguments of the right type work
+    assert hub.download_model("hf://me/fer7", revision=sha).name == sha
+    assert hub.push_model(fer7_model_dir, "me/pushed", commit_message="5", check=False).commit
+
+
+def test_refused_token_is_named_in_the_error(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    """A token the hub refuses (401) read "download/push failed (Client error '401
+    Unauthorized' for url ...)", without the hub's reason."""
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+    hub_env.tokens.add("hf_good")
+    runner = _runner()
+    pushed = runner.invoke(cli, ["models", "push", str(fer7_model_dir), "--repo-id", "me/new",
+                                 "--token", "hf_bad"])
+    downloaded = runner.invoke(cli, ["models", "download", "hf://me/fer7", "--token", "hf_bad"])
+    for result in (pushed, downloaded):
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+        assert "refused the token (401: Invalid credentials in Authorization header)" in (
+            result.stderr)
+        assert "--token, HF_TOKEN or `hf auth login`" in result.stderr
+    assert "me/new" not in hub_env.repos
+    good = runner.invoke(cli, ["models", "push", str(fer7_model_dir), "--repo-id", "me/new",
+                               "--token", "hf_good"])
+    assert good.exit_code == 0, good.output
+
+
+def test_malformed_hf_endpoint_is_one_clear_error(hub_env: FakeHub, fer7_model_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HF_ENDPOINT=http://[::1`` was a ValueError traceback; ``localhost:8080`` (no
+    scheme) read "download from localhost:8080 failed", not naming HF_ENDPOINT."""
+    for endpoint in ("http://[::1", "localhost:8080", "http://", "ftp://hub.example.com"):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        expected = re.escape(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL")
+        with pytest.raises(ModelLoadError, match=expected):
+            hub.download_model("hf://me/fer7")
+        with pytest.raises(ModelLoadError, match=expected):
+            hub.push_model(fer7_model_dir, "me/fer7", check=False)
+    # a new process: huggingface_hub itself fails on import (ValueError) with that one
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HF_HOME")}
+    env["HF_ENDPOINT"] = "http://[::1"
+    for command in (["download", "hf://me/fer7"], ["cache-dir"]):
+        result = subprocess.run([sys.executable, "-m", "emotionkit", "models", *command],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == ("error: HF_ENDPOINT='http://[::1' is not an http(s) URL; set "
+                                 "it to the hub or mirror's address (https://huggingface.co "
+                                 "if unset)\n")
+
+
+def test_empty_revision_does_not_bypass_the_pin(pinned) -> None:
+    """``revision=""`` (``--revision ""``) went to the hub as a revision named "" for a
+    registered name ("revision '' not found") and was dropped for an hf:// spec (main)."""
+    with pytest.raises(ModelLoadError, match="empty revision"):
+        hub.download_model("test-fer7", revision="")
+    with pytest.raises(ModelLoadError, match="empty revision"):
+        hub.download_model("hf://me/fer7", revision=" ")
+    result = _runner().invoke(cli, ["models", "download", "test-fer7", "--revision", ""])
+    assert result.exit_code == 1 and "empty revision" in result.stderr
+
+
+def test_offline_hint_names_a_revision_given_apart(hub_env: FakeHub,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--revision`` the "download it first" hint named the spec without it, which
+    downloads another revision."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=re.escape(
+            "`emotionkit models download hf://me/other@v2` while online")):
+        hub.download_model("hf://me/other", revision="v2")
+
+
+def test_pins_must_cover_config_and_model_file(hub_env: FakeHub, fer7_model_dir: Path) -> None:
+    """A HubModel with a commit but no file hashes said "no published version is pinned";
+    one whose hashes left out the model file loaded that file unpinned."""
+    with pytest.raises(ValueError, match="sha256 of config.json"):
+        hub.HubModel(name="test-x", repo_id="me/x", revision="0" * 40)
+    with pytest.raises(ValueError, match="sha256 of config.json"):
+        hub.HubModel(name="test-x", repo_id="me/x", files={"model.keras": "0" * 64})
+    files = _files(fer7_model_dir)
+    sha = hub_env.commit("me/half", files)
+    hub.register_hub_model(hub.HubModel(name="test-half", repo_id="me/half", revision=sha,
+                                        files={"config.json": _sha256(files["config.json"])}))
+    try:
+        with pytest.raises(ModelLoadError, match="'model.keras', which has no pinned sha256"):
+            hub.download_model("test-half")
+    finally:
+        hub.unregister_hub_model("test-half")
+
+
+def _set_modes(root: Path, file_mode: int, dir_mode: int) -> None:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if not (Path(folder) / name).is_symlink():
+                (Path(folder) / name).chmod(file_mode)
+        Path(folder).chmod(dir_mode)
+
+
+def test_read_only_and_unreadable_caches_give_one_error_line(
+    hub_env: FakeHub, fer7_model_dir: Path, tmp_path: Path
+) -> None:
+    """A cache that cannot be written read "download from ... failed (Permission
+    denied)"; a damaged file in a read-only cache, or an unreadable cached file, was a
+    PermissionError traceback (deleting it, or hashing it)."""
+    prefix = without_root_file_access()
+    hub_env.commit("me/fer7", _files(fer7_model_dir))
+
+    def models(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*prefix, sys.executable, "-m", "emotionkit", "models", *args],
+                              env={**os.environ, **env}, capture_output=True, text=True,
+                              timeout=120)
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    fresh = models("download", "hf://me/fer7", HF_HUB_CACHE=str(locked / "hub"))
+    assert fresh.returncode == 1 and fresh.stderr.count("\n") == 1, fresh.stderr
+    assert f"cannot write to the model cache {locked / 'hub'} (" in fresh.stderr
+    assert "Permission denied" in fresh.stderr and "HF_HUB_CACHE" in fresh.stderr
+
+    cache = hub.cache_dir()
+    blob = (hub.download_model("hf://me/fer7") / "model.keras").resolve()
+    damaged = bytearray(blob.read_bytes())
+    damaged[100] ^= 0xFF
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(damaged))
+    _set_modes(cache, 0o444, 0o555)
+    try:
+        for command in (["download", "hf://me/fer7"], ["info", "hf://me/fer7"]):
+            result = models(*command, HF_HUB_OFFLINE="1")
+            assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 0 and "not cached" in result.stdout  # info
+        result = models("download", "hf://me/fer7", HF_HUB_OFFLINE="1")
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "sha256 mismatch" in result.stderr
+        assert f"could not be deleted (Permission denied): delete {blob}" in result.stderr
+        assert blob.exists()
+        blob.chmod(0o000)
+        result = models("download", "hf://me/fer7", HF_HUB_OFFLINE="1")
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert f"cannot read the cached file {blob} (" in result.stderr
+    finally:
+        _set_modes(cache, 0o644, 0o755)
+
+
+def test_push_of_an_unreadable_file_is_one_error_line(hub_env: FakeHub, fer7_model_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """A file of the model directory that cannot be read was a PermissionError traceback;
+    a folder that cannot be read was left out of the upload without a word."""
+    prefix = without_root_file_access()
+    directory = tmp_path / "trained"
+    shutil.copytree(fer7_model_dir, directory)
+    notes = directory / "notes.txt"
+    notes.write_text("trained on Tuesday")
+    plots = directory / "plots"
+    plots.mkdir()
+    (plots / "loss.txt").write_text("0.5")
+    try:
+        for locked in (notes, plots):
+            locked.chmod(0o000)
+            result = subprocess.run(
+                [*prefix, sys.executable, "-m", "emotionkit", "models", "push", str(directory),
+                 "--repo-id", "me/unreadable"], capture_output=True, text=True, timeout=120)
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+            assert errors == [  # stderr may hold TensorFlow's warnings from the model check
+                f"error: cannot push {directory}: cannot read {locked} (Permission denied)"]
+            assert "me/unreadable" not in hub_env.repos
+            locked.chmod(0o755)
+    finally:
+        plots.chmod(0o755)
+
+
+# -- the classifier registry ---------------------------------------------------------------
+def test_broken_entry_point_is_one_clear_error(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed plugin whose module cannot be imported was a ModuleNotFoundError
+    traceback, in ``create_classifier`` and in ``emotionkit detect``."""
+    import cv2
+
+    from emotionkit import create_classifier
+    from emotionkit.errors import UnknownPluginError
+
+    info = tmp_path / "site" / "emotionkit_broken_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: emotionkit-broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[emotionkit.classifiers]\nbroken = broken_plugin_not_installed:load\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    expected = ("classifier 'broken' (entry point broken_plugin_not_installed:load of "
+                "emotionkit-broken-plugin 1.0) cannot be imported (ModuleNotFoundError: No "
+                "module named 'broken_plugin_not_installed'); reinstall or uninstall "
+                "emotionkit-broken-plugin")
+    with pytest.raises(UnknownPluginError, match=re.escape(expected)):
+        create_classifier("broken")
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), astronaut_bgr)
+    result = _runner().invoke(cli, ["detect", str(photo), "--classifier", "broken"])
+    assert result.exit_code == 2 and result.stderr == f"error: {expected}\n", result.output
+
+
+def test_registration_refuses_names_and_factories_that_cannot_work() -> None:
+    """A factory that is not callable failed only when the name was used; a name starting
+    with hf:// (always read as a hub spec) or an empty one could never be used."""
+    from emotionkit import list_classifiers, register_classifier, register_detector
+
+    with pytest.raises(TypeError, match="factory for 'test-str' must be callable"):
+        register_classifier("test-str", "my_package.models:load")  # type: ignore[arg-type]
+    for name in ("hf://me/model", "", " "):
+        with pytest.raises(ValueError, match="name"):
+            register_classifier(name, lambda: None)
+    with pytest.raises(ValueError, match="name"):
+        register_detector("", lambda: None)
+    with pytest.raises(ValueError, match="name"):
+        hub.register_hub_model(hub.HubModel(name="hf://me/model", repo_id="me/model"))
+    assert not {"test-str", "hf://me/model", "", " "} & set(list_classifiers())
+    assert "hf://me/model" not in [model.name for model in hub.list_hub_models()]
+
+
+def test_repo_ids_the_hub_refuses_are_refused_up_front(hub_env: FakeHub) -> None:
+    """``hf://me/a--b`` passed emotionkit's check and failed inside huggingface_hub
+    ("download from ... failed (Cannot have -- or .. in repo_id)")."""
+    for repo_id in ("me/a--b", "me/a..b", "me/a-", "me/.a", "me/model.git", "me/" + "a" * 97):
+        with pytest.raises(ModelLoadError, match=re.escape(f"invalid repository id {repo_id!r}")):
+            hub.parse_spec(f"hf://{repo_id}")
+    result = _runner().invoke(cli, ["models", "download", "hf://me/a--b"])
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "error: 'hf://me/a--b': invalid repository id 'me/a--b' (OWNER/REPO:")
+    assert hub.parse_spec("hf://me_2/a_b.c-d") == ("me_2/a_b.c-d", None)

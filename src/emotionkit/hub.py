@@ -23,6 +23,7 @@ Model files are always loaded with Keras ``safe_mode`` on (see
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._version import __version__
 from .classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
@@ -64,7 +66,9 @@ SPEC_PREFIX = "hf://"
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# the hub's rules for repository ids, as huggingface_hub.utils.validate_repo_id checks them
+_REPO_PART_RE = re.compile(r"^\w(?:[\w.-]*\w)?$", re.ASCII)
+_REPO_NAME_MAX = 96
 _METRICS_NAME = "metrics.json"
 _CARD_NAME = "README.md"
 _HASH_CHUNK = 1 << 20
@@ -72,8 +76,14 @@ _HASH_CHUNK = 1 << 20
 
 def _check_repo_id(repo_id: str) -> None:
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) for p in parts):
-        raise ValueError(f"invalid repository id {repo_id!r}")
+    if (len(parts) != 2 or not all(_REPO_PART_RE.fullmatch(p) for p in parts)
+            or len(parts[1]) > _REPO_NAME_MAX or "--" in repo_id or ".." in repo_id
+            or repo_id.endswith(".git")):
+        raise ValueError(
+            f"invalid repository id {repo_id!r} (OWNER/REPO: letters, digits, '_', '-' and "
+            f"'.', neither starting nor ending with '-' or '.', no '--' or '..', no '.git' "
+            f"ending, REPO at most {_REPO_NAME_MAX} characters)"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,9 @@ class HubModel:
         revision: the pinned commit (40 hex digits), or ``None``: the repository's
             ``main``, whose files must then still have the pinned sha256s (a model whose
             upload commit is not known yet; see :attr:`published`).
-        files: file name -> expected sha256 (hex) of every file to download; the first
-            one must be ``config.json``. Empty while no version is published.
+        files: file name -> expected sha256 (hex) of every file to download:
+            ``config.json`` and the model file it names at least. Empty while no version
+            is published (then ``revision`` must be ``None`` too).
         labels: the classifier's output labels.
         size_bytes: total download size, if known.
         description: one line for ``emotionkit models list``.
@@ -110,6 +121,9 @@ class HubModel:
         for filename, digest in self.files.items():
             if not _SHA256_RE.fullmatch(digest):
                 raise ValueError(f"{self.name}: sha256 of {filename} must be 64 hex digits")
+        if (self.files or self.revision is not None) and CONFIG_NAME not in self.files:
+            raise ValueError(f"{self.name}: files must give the sha256 of {CONFIG_NAME} and "
+                             "of the model file it names (a pinned revision needs them too)")
 
     @property
     def published(self) -> bool:
@@ -175,8 +189,8 @@ def register_hub_model(model: HubModel, *, overwrite: bool = False) -> None:
     if not overwrite and (model.name in _HUB_MODELS or model.name in _classifiers):
         raise ValueError(f"{model.name!r} is already a registered hub model or classifier; "
                          "pass overwrite=True to replace it")
-    _HUB_MODELS[model.name] = model
     register_classifier(model.name, partial(load_hub_classifier, model.name), overwrite=True)
+    _HUB_MODELS[model.name] = model
 
 
 def unregister_hub_model(name: str) -> None:
@@ -234,31 +248,64 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 # -- settings read at call time -------------------------------------------------------------
 def cache_dir() -> Path:
     """The directory where hub downloads are cached (``HF_HUB_CACHE``, else
-    ``HF_HOME/hub``, else huggingface_hub's default ``~/.cache/huggingface/hub``)."""
-    from huggingface_hub import constants
+    ``HF_HOME/hub``, else huggingface_hub's default ``~/.cache/huggingface/hub``).
 
+    Raises:
+        ModelLoadError: the default is needed and ``HF_ENDPOINT`` is not an http(s) URL
+            (huggingface_hub cannot be imported then).
+    """
     if os.environ.get("HF_HUB_CACHE"):
         raw = os.environ["HF_HUB_CACHE"]
     elif os.environ.get("HF_HOME"):
         raw = os.path.join(os.environ["HF_HOME"], "hub")
     else:
-        raw = constants.HF_HUB_CACHE
+        raw = _hub_constants().HF_HUB_CACHE
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
+_DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
 def _endpoint() -> str:
+    """The hub's URL (``HF_ENDPOINT``, else huggingface_hub's default), without a final /.
+
+    Raises:
+        ModelLoadError: ``HF_ENDPOINT`` is not an ``http(s)://HOST`` URL.
+    """
+    raw = os.environ.get("HF_ENDPOINT") or _hub_constants().ENDPOINT or _DEFAULT_ENDPOINT
+    _check_endpoint(raw)
+    return raw.rstrip("/")
+
+
+def _check_endpoint(raw: str | None) -> None:
+    """Raise :class:`ModelLoadError` unless ``raw`` is empty or an ``http(s)://HOST`` URL."""
+    if not raw:
+        return
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0)
+    except ValueError:  # a bad IPv6 address or port
+        valid = False
+    if not valid:
+        raise ModelLoadError(f"HF_ENDPOINT={raw!r} is not an http(s) URL; set it to the hub "
+                             f"or mirror's address ({_DEFAULT_ENDPOINT} if unset)")
+
+
+def _hub_constants() -> Any:
+    """``huggingface_hub.constants``, once ``HF_ENDPOINT`` is checked: importing
+    huggingface_hub with a malformed one fails with a ValueError of ``urlsplit``."""
+    _check_endpoint(os.environ.get("HF_ENDPOINT"))
     from huggingface_hub import constants
 
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return constants
 
 
 def _offline() -> bool:
-    from huggingface_hub import constants
-
     value = os.environ.get("HF_HUB_OFFLINE")
     if value is not None:
         return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-    return bool(constants.is_offline_mode())
+    return bool(_hub_constants().is_offline_mode())
 
 
 # -- download -------------------------------------------------------------------------------
@@ -274,13 +321,18 @@ class _Source:
 
 def _resolve_source(name_or_spec: str, revision: str | None) -> _Source | Path:
     """The source of ``name_or_spec``, or the bundled model directory."""
+    if revision is not None and not str(revision).strip():
+        raise ModelLoadError(f"{name_or_spec}: empty revision {revision!r}; give a branch, "
+                             "tag or commit, or none for the default")
     if name_or_spec.startswith(SPEC_PREFIX):
         repo_id, spec_revision = parse_spec(name_or_spec)
         if revision is not None and spec_revision is not None and revision != spec_revision:
             raise ModelLoadError(
                 f"{name_or_spec}: revision given twice ({spec_revision!r} and {revision!r})"
             )
-        return _Source(name_or_spec, repo_id, revision or spec_revision, {})
+        chosen = revision or spec_revision
+        label = f"{SPEC_PREFIX}{repo_id}@{chosen}" if chosen else name_or_spec
+        return _Source(label, repo_id, chosen, {})
     model = get_hub_model(name_or_spec)
     if revision is not None and revision != model.revision:
         return _Source(f"{SPEC_PREFIX}{model.repo_id}@{revision}", model.repo_id, revision, {})
@@ -319,8 +371,10 @@ def download_model(
         :func:`emotionkit.classifiers.load_classifier`.
 
     Raises:
-        ModelLoadError: not found, not reachable and not cached, hash mismatch, or not an
-            emotionkit model repository.
+        ModelLoadError: not found, not reachable and not cached, a token the hub refuses,
+            a cache that cannot be written or read, hash mismatch, a malformed
+            ``HF_ENDPOINT``, or not an emotionkit model repository. Arguments of a wrong
+            type raise ``TypeError`` (or what huggingface_hub raises for them).
         UnknownPluginError: an unknown registered name.
     """
     source = _resolve_source(name_or_spec, revision)
@@ -333,6 +387,11 @@ def download_model(
     if model_file.startswith("/") or ".." in Path(model_file).parts:
         raise ModelLoadError(
             f"{source.label}: {CONFIG_NAME} names model file {model_file!r} outside the repository"
+        )
+    if source.sha256 and model_file not in source.sha256:
+        raise ModelLoadError(
+            f"{source.label}: {CONFIG_NAME} names model file {model_file!r}, which has no "
+            f"pinned sha256 in its registration (HubModel.files)"
         )
     # Pin the other files to the commit config.json came from, so a branch that moves
     # between two requests cannot mix versions.
@@ -359,6 +418,7 @@ def _fetch(
     offline: bool,
 ) -> Path:
     """Download one file through huggingface_hub's cache and verify its hash."""
+    endpoint = _endpoint()  # before importing huggingface_hub, which fails on a bad one
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -368,7 +428,6 @@ def _fetch(
     )
 
     where = f"{source.repo_id}/{filename} (revision {revision or 'main'})"
-    endpoint = _endpoint()
     try:
         with _hub_warnings_hidden():
             path = Path(hf_hub_download(
@@ -403,10 +462,54 @@ def _fetch(
             f"{where}: no such file in the repository; an emotionkit model repository holds "
             f"{CONFIG_NAME} and the model file it names (see `emotionkit models push`)"
         ) from exc
-    except Exception as exc:  # HfHubHTTPError, and the HTTP client's network errors
+    except _request_errors() as exc:
+        if _is_file_system_error(exc):
+            raise ModelLoadError(
+                f"{where}: cannot write to the model cache {cache_dir()} ({_reason(exc)}); "
+                f"make it writable or set HF_HUB_CACHE to a directory that is"
+            ) from exc
+        if refused := _refused_token(exc):
+            raise ModelLoadError(f"{where}: {endpoint} {refused}") from exc
         raise ModelLoadError(f"{where}: download from {endpoint} failed ({_reason(exc)})") from exc
     _verify(path, source.sha256.get(filename), where)
     return path
+
+
+_FILE_SYSTEM_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT",
+                                      "ENOTDIR", "EISDIR", "EEXIST", "ENAMETOOLONG")
+    if hasattr(errno, name)
+)
+
+
+def _request_errors() -> tuple[type[BaseException], ...]:
+    """What a failed hub request, or a cache file that cannot be written, raises:
+    ``OSError`` (huggingface_hub's HTTP errors are ``OSError`` too) and the HTTP client's
+    base error (httpx's ``HTTPError``: connection failures and timeouts; it is no
+    ``OSError``), found among the bases of ``HfHubHTTPError`` whichever client
+    huggingface_hub uses. Programming errors (``TypeError``, ...) are not among them."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    client = tuple(base for base in HfHubHTTPError.__mro__[1:]
+                   if base.__name__ == "HTTPError" and not base.__module__.startswith(
+                       "huggingface_hub"))
+    return (OSError, *client)
+
+
+def _is_file_system_error(exc: BaseException) -> bool:
+    """An error of the local file system (permissions, full disk), not of a request."""
+    return type(exc).__module__ == "builtins" and getattr(exc, "errno", None) in (
+        _FILE_SYSTEM_ERRNOS)
+
+
+def _refused_token(exc: BaseException) -> str | None:
+    """``"refused the token (401: REASON); ..."`` when the hub answered 401 or 403."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status not in (401, 403):
+        return None
+    detail = _first_line(str(getattr(exc, "server_message", None) or ""))
+    return (f"refused the token ({status}{': ' + detail if detail else ''}); pass one with "
+            "access to the repository (token=/--token, HF_TOKEN or `hf auth login`)")
 
 
 class _QuietHubLog(logging.Filter):
@@ -454,30 +557,43 @@ _hub_warnings_hidden = _QuietHubLog()
 
 def _reason(exc: BaseException) -> str:
     """The first line of an exception's message (or its type), for one-line errors."""
-    text = str(exc).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first[:200] or type(exc).__name__
+    return _first_line(str(exc)) or type(exc).__name__
+
+
+def _first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped, at most 200 characters."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
 
 
 def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
     """Check ``path`` against the pinned sha256, or the hash the hub reported (the blob's
     file name in the cache: sha256 for LFS files, git blob sha1 for small ones)."""
     blob = path.resolve()
-    data_hash, expected, kind = _hash_file(blob, "sha256"), expected_sha256, "sha256"
+    expected, kind = expected_sha256, "sha256"
     if expected is None:
         if _SHA256_RE.fullmatch(blob.name):
             expected = blob.name
         elif _COMMIT_RE.fullmatch(blob.name):
-            expected, kind, data_hash = blob.name, "git blob sha1", _hash_file(blob, "git")
+            expected, kind = blob.name, "git blob sha1"
         else:  # no hash known (cache without symlinks): nothing to compare against
             warnings.warn(f"{where}: not checked against the hub's hash (this cache has no "
                           "symbolic links, so the hash is not kept); pin files by sha256 "
                           "(a registered HubModel) to have them checked", stacklevel=3)
             return
+    try:
+        data_hash = _hash_file(blob, "git" if kind == "git blob sha1" else "sha256")
+    except OSError as exc:
+        raise ModelLoadError(f"{where}: cannot read the cached file {blob} ({_reason(exc)})"
+                             ) from exc
     if data_hash == expected:
         return
-    for stale in {path, blob}:
-        stale.unlink(missing_ok=True)
+    try:
+        for stale in {path, blob}:
+            stale.unlink(missing_ok=True)
+        removed = "the file was deleted from the cache, download it again"
+    except OSError as exc:
+        removed = (f"the cached copy could not be deleted ({exc.strerror or _reason(exc)}): "
+                   f"delete {blob} and download it again")
     if expected_sha256 is not None:
         repeats = ("the hub file is not the version this emotionkit pins (upgrade emotionkit "
                    f"or load a revision you trust with {SPEC_PREFIX}OWNER/REPO@REVISION)")
@@ -486,8 +602,7 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
                    "or proxy: check HF_ENDPOINT)")
     raise ModelLoadError(
         f"{where}: {kind} mismatch, expected {expected} but the downloaded file has "
-        f"{data_hash}; the file was deleted from the cache, download it again; if this "
-        f"repeats, {repeats}"
+        f"{data_hash}; {removed}; if this repeats, {repeats}"
     )
 
 
@@ -625,12 +740,22 @@ def _flatten(data: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
 def _files_to_push(directory: Path) -> list[Path]:
     """The directory's files, without hidden files and folders (caches) and without the
     training checkpoint (``checkpoint/``: weights backup, optimizer state, a copy of the
-    model), which only ``emotionkit train --resume`` reads."""
-    return sorted(
-        p for p in directory.rglob("*")
-        if p.is_file() and not any(part.startswith(".") or (i == 0 and part == CHECKPOINT_DIR)
-                                   for i, part in enumerate(p.relative_to(directory).parts))
-    )
+    model), which only ``emotionkit train --resume`` reads.
+
+    Raises:
+        OSError: a folder cannot be read (its files would be left out).
+    """
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(directory, onerror=_raise):
+        top = Path(folder) == directory
+        subfolders[:] = [name for name in subfolders
+                         if not name.startswith(".") and not (top and name == CHECKPOINT_DIR)]
+        found += [Path(folder, name) for name in names if not name.startswith(".")]
+    return sorted(path for path in found if path.is_file())
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def push_model(
@@ -657,16 +782,17 @@ def push_model(
         check: load the model first (Keras ``safe_mode``) to refuse broken uploads.
 
     Raises:
-        ModelLoadError: the directory is not a loadable model directory, or the upload
-            failed.
+        ModelLoadError: the directory is not a loadable model directory or cannot be read,
+            ``HF_ENDPOINT`` is malformed, the hub refused the token, or the upload failed.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     directory = Path(directory)
     try:
         _check_repo_id(repo_id)
     except ValueError as exc:
         raise ModelLoadError(f"{exc}; expected OWNER/REPO") from None
+    endpoint = _endpoint()  # before importing huggingface_hub, which fails on a bad one
+    from huggingface_hub import CommitOperationAdd, HfApi
+
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory")
     config = ModelConfig.read(directory / CONFIG_NAME)
@@ -676,15 +802,18 @@ def push_model(
         load_classifier(directory)
     elif not (directory / config.model_file).is_file():
         raise ModelLoadError(f"{directory / config.model_file}: model file not found")
-    files = _files_to_push(directory)
-    operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(directory).as_posix(), path_or_fileobj=str(p))
-        for p in files
-    ]
+    try:  # CommitOperationAdd reads each file (its hash)
+        operations = [
+            CommitOperationAdd(path_in_repo=p.relative_to(directory).as_posix(),
+                               path_or_fileobj=str(p))
+            for p in _files_to_push(directory)
+        ]
+    except OSError as exc:
+        raise ModelLoadError(f"cannot push {directory}: cannot read {exc.filename} "
+                             f"({exc.strerror or _reason(exc)})") from exc
     if not (directory / _CARD_NAME).is_file():
         card = make_model_card(directory, repo_id).encode("utf-8")
         operations.append(CommitOperationAdd(path_in_repo=_CARD_NAME, path_or_fileobj=card))
-    endpoint = _endpoint()
     api = HfApi(endpoint=endpoint, token=token, library_name="emotionkit",
                 library_version=__version__)
     try:
@@ -693,7 +822,9 @@ def push_model(
             repo_id, operations, commit_message=commit_message or "Upload emotionkit model",
             repo_type="model",
         )
-    except Exception as exc:  # HfHubHTTPError, and the HTTP client's network errors
+    except _request_errors() as exc:
+        if refused := _refused_token(exc):
+            raise ModelLoadError(f"push to {repo_id}: {endpoint} {refused}") from exc
         raise ModelLoadError(f"push to {repo_id} on {endpoint} failed ({_reason(exc)}); "
                              "check the network, HF_ENDPOINT and the token") from exc
     return PushResult(

@@ -56,6 +56,14 @@ class _Registry(Generic[T]):
         self._registered: dict[str, Callable[..., T]] = {}
 
     def register(self, name: str, factory: Callable[..., T], *, overwrite: bool = False) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"{self.kind} name must be a string, got {name!r}")
+        if not name.strip() or name.startswith("hf://"):
+            raise ValueError(f"{self.kind} name {name!r}: give a non-empty name that does not "
+                             "start with hf:// (such names are hub specs)")
+        if not callable(factory):
+            raise TypeError(f"{self.kind} factory for {name!r} must be callable (a class or "
+                            f"function returning the plugin), got {factory!r}")
         if not overwrite and name in self._registered:
             raise ValueError(f"{self.kind} {name!r} is already registered; pass overwrite=True")
         self._registered[name] = factory
@@ -80,11 +88,25 @@ class _Registry(Generic[T]):
             return self._registered[name]
         eps = self._entry_points()
         if name in eps:
-            loaded: Callable[..., T] = eps[name].load()
-            return loaded
+            return self._load_entry_point(name, eps[name])
         if name in self._builtins:
             return _import_object(self._builtins[name])
         raise self._unknown(name)
+
+    def _load_entry_point(self, name: str, entry_point: Any) -> Callable[..., T]:
+        """The factory an entry point names; one that cannot be imported (its package or
+        a dependency missing, the name not in its module) raises :class:`UnknownPluginError`."""
+        try:
+            loaded: Callable[..., T] = entry_point.load()
+        except (ImportError, AttributeError) as exc:
+            dist = entry_point.dist
+            package = f"{dist.name} {dist.version}" if dist is not None else "its package"
+            raise UnknownPluginError(
+                f"{self.kind} {name!r} (entry point {entry_point.value} of {package}) cannot "
+                f"be imported ({type(exc).__name__}: {exc}); reinstall or uninstall "
+                f"{dist.name if dist is not None else 'that package'}"
+            ) from exc
+        return loaded
 
     def _unknown(self, name: str) -> UnknownPluginError:
         return UnknownPluginError(

@@ -136,7 +136,7 @@ def cache_dir_() -> None:
     """Print the directory where downloaded models are cached."""
     from ..hub import cache_dir
 
-    click.echo(str(cache_dir()))
+    click.echo(str(run_or_fail(cache_dir)))
 
 
 def _size(size_bytes: int | None) -> str:
