@@ -3,7 +3,7 @@
 Sessions:
     tests-3.10 ... tests-3.13   the test-suite (slow tests excluded; ``-- -m slow`` for them)
     tests_jax                   the test-suite on Keras's JAX backend (not in the default run)
-    lint                        ruff
+    lint                        ruff (src, tests, benchmarks, tools, this file)
     typecheck                   mypy on src/
     bench                       latency/throughput table (benchmarks/bench.py)
 """
@@ -55,9 +55,9 @@ def tests_jax(session: nox.Session) -> None:
 
 @nox.session(python=CURRENT)
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, benchmarks and this file."""
+    """ruff over the package, tests, benchmarks, the developer tools and this file."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "tools", "noxfile.py")
 
 
 @nox.session(python=CURRENT)

@@ -6,8 +6,8 @@ Prints one table:
 * ``rec.classify`` faces/second at batch sizes 1 and 256;
 * ``emotionkit.batch.iter_detect_paths`` (what ``emotionkit detect DIR`` runs) images/second
   over a temporary directory of ``--dir-images`` real photos (JPEG and PNG, 320-640 px, one
-  face each, mediapipe), with 1 and 2 worker processes; the time includes starting the
-  workers (3-4 s here), shown as the time to the first result;
+  face each, mediapipe), with 1 and 2 worker processes (``--workers``); the time includes
+  starting the workers (3-4 s here), shown as the time to the first result;
 * where the ``fer`` package imports, its ``detect_emotions`` on the same frame and the
   latency ratio.
 
@@ -23,6 +23,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,11 @@ def p90(values: list[float]) -> float:
 
 
 def make_classifier(spec: str | None) -> tuple[Any, str]:
+    """The classifier to measure and its name for the table.
+
+    Raises:
+        EmotionKitError: ``spec`` names no classifier, or its model does not load.
+    """
     from emotionkit import ModelLoadError, create_classifier
     from emotionkit.classifiers.keras_model import load_classifier
 
@@ -74,31 +80,59 @@ def make_classifier(spec: str | None) -> tuple[Any, str]:
     from emotionkit.training.architectures import build_model
 
     model = build_model("fer-cnn", input_shape=(48, 48, 1), num_classes=7)
-    directory = Path(tempfile.mkdtemp())
-    model.save(directory / "model.keras")
-    ModelConfig(labels=FER_LABELS, architecture="fer-cnn").write(directory)
-    return load_classifier(directory), "fer-cnn architecture, untrained (stand-in)"
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        model.save(directory / "model.keras")
+        ModelConfig(labels=FER_LABELS, architecture="fer-cnn").write(directory)
+        return load_classifier(directory), "fer-cnn architecture, untrained (stand-in)"
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", help="classifier name or path")
-    parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--dir-images", type=int, default=192,
+    parser.add_argument("--runs", type=_count(1), default=200,
+                        help="timed calls per detector (after 5 warm-up calls; "
+                             "rec.classify: 4x as many at batch 1, at least 20 at batch 256)")
+    parser.add_argument("--dir-images", type=_count(0), default=192,
                         help="images in the 'detect DIR' directory (0: skip that row)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=_count(1), nargs="+", default=[1, 2],
+                        help="worker processes of the 'detect DIR' rows, one row each")
     args = parser.parse_args()
 
-    from emotionkit import EmotionRecognizer, create_detector
+    from emotionkit import EmotionKitError, EmotionRecognizer, create_detector
 
     frame = frame_640x480()
-    classifier, clf_name = make_classifier(args.classifier)
+    try:
+        classifier, clf_name = make_classifier(args.classifier)
+    except EmotionKitError as exc:
+        parser.error(f"--classifier {args.classifier}: {exc}")
+    import keras
+
     rows: list[tuple[str, str]] = []
     detect_medians: dict[str, float] = {}
     for name in ("mediapipe", "haar"):
         rec = EmotionRecognizer(detector=create_detector(name), classifier=classifier)
-        assert len(rec.detect(frame)) == 1, f"{name} must find the one face"
-        t = timings(lambda rec=rec: rec.detect(frame), args.runs)
+        found = len(rec.detect(frame))
+        if found != 1:
+            raise SystemExit(f"bench.py: the {name} detector found {found} faces in the "
+                             "astronaut frame instead of 1; its timing would not be comparable")
+        t = timings(partial(rec.detect, frame), args.runs)
         detect_medians[name] = statistics.median(t)
         rows.append((f"rec.detect 640x480, 1 face, {name}",
                      f"median {statistics.median(t) * 1e3:.2f} ms, p90 {p90(t) * 1e3:.2f} ms"))
@@ -107,7 +141,7 @@ def main() -> None:
     face = frame[122:218, 257:353]
     for batch in (1, 256):
         crops = [face] * batch
-        t = timings(lambda crops=crops: rec.classify(crops), max(20, args.runs // batch * 4))
+        t = timings(partial(rec.classify, crops), max(20, args.runs // batch * 4))
         med = statistics.median(t)
         rows.append((f"rec.classify batch {batch}",
                      f"{batch / med:,.0f} faces/s ({med * 1e3:.2f} ms per call)"))
@@ -117,7 +151,8 @@ def main() -> None:
     rows.extend(fer_rows(frame, detect_medians.get("mediapipe"), args.runs))
 
     print(f"\nemotionkit benchmark -- {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"Keras backend {keras.backend.backend()}")
     print(f"classifier: {clf_name}\n")
     width = max(len(k) for k, _ in rows)
     print(f"| {'measure'.ljust(width)} | result |")
@@ -178,7 +213,7 @@ def dir_rows(classifier: Any, n: int, workers_list: list[int]) -> list[tuple[str
 
 def fer_rows(frame: np.ndarray, ours: float | None, runs: int) -> list[tuple[str, str]]:
     try:
-        from fer import FER  # type: ignore[import-not-found]
+        from fer import FER
 
         detector = FER()
         detector.detect_emotions(frame)

@@ -195,32 +195,70 @@ def _phases(args: argparse.Namespace, work: Path, start: float) -> None:
           start + 60 * args.total_minutes)
 
 
-def main() -> None:
+def _number(kind: type, low: float, high: float = float("inf")):
+    """An argparse type: ``kind`` (int or float) in ``low..high``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{value} is outside {low:g}..{high:g}" if high < float("inf")
+                else f"{value} is below {low:g}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    count, positive = _number(int, 1), _number(float, 1e-12)
+    weight = _number(float, 0.0, 1.0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("phase", choices=["run", "teacher", "label"])
     parser.add_argument("--work", default="/root/gpu")
     parser.add_argument("--csv", default=CSV)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0, help="fold assignment")
+    parser.add_argument("--folds", type=_number(int, 2), default=5)
+    parser.add_argument("--seed", type=_number(int, 0), default=0, help="fold assignment")
     parser.add_argument("--teacher-arch", action="append", default=None,
                         choices=sorted(TEACHERS), help="repeatable; default fer-cnn")
-    parser.add_argument("--teacher-epochs", type=int, default=100)
-    parser.add_argument("--teacher-minutes", type=float, default=9.0)
-    parser.add_argument("--student-epochs", type=int, default=200)
-    parser.add_argument("--student-weight", type=float, action="append", default=None)
-    parser.add_argument("--total-minutes", type=float, default=22.0)
-    parser.add_argument("--vgg-epochs", type=int, default=0,
+    parser.add_argument("--teacher-epochs", type=count, default=100)
+    parser.add_argument("--teacher-minutes", type=positive, default=9.0)
+    parser.add_argument("--student-epochs", type=count, default=200)
+    parser.add_argument("--student-weight", type=weight, action="append", default=None,
+                        help="repeatable; default 0.5 and 0.8")
+    parser.add_argument("--total-minutes", type=positive, default=22.0,
+                        help="deadline of the students, from the start (> --teacher-minutes)")
+    parser.add_argument("--vgg-epochs", type=_number(int, 0), default=0,
                         help="7-class VGG19-BN base for vgg19-3emo (0: none)")
-    parser.add_argument("--vgg3-weight", type=float, action="append", default=None,
+    parser.add_argument("--vgg3-weight", type=weight, action="append", default=None,
                         help="repeatable; default 0 and 0.6")
-    parser.add_argument("--vgg3-epochs", type=int, default=8)
-    parser.add_argument("--vgg3-lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--precision", default="mixed_bfloat16")
-    parser.add_argument("--arch", default="fer-cnn", help="teacher phase: its architecture")
-    parser.add_argument("--index", type=int, default=0, help="teacher phase: its fold")
+    parser.add_argument("--vgg3-epochs", type=count, default=8)
+    parser.add_argument("--vgg3-lr", type=positive, default=1e-4)
+    parser.add_argument("--batch-size", type=count, default=64)
+    parser.add_argument("--lr", type=positive, default=1e-3)
+    parser.add_argument("--precision", default="mixed_bfloat16",
+                        choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--arch", default="fer-cnn", choices=sorted(TEACHERS),
+                        help="teacher phase: its architecture")
+    parser.add_argument("--index", type=_number(int, 0), default=0,
+                        help="teacher phase: its fold")
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
+    # a plan that cannot work stops here, before any process starts on the GPU machine
+    if args.total_minutes <= args.teacher_minutes:
+        parser.error(f"--total-minutes {args.total_minutes:g} leaves the students no time "
+                     f"after --teacher-minutes {args.teacher_minutes:g}")
+    if args.index >= args.folds:
+        parser.error(f"--index {args.index} is not a fold of --folds {args.folds}")
+    if not Path(args.csv).is_file():
+        parser.error(f"--csv {args.csv}: no such file (on the GPU machine setup.sh makes "
+                     ".gpu/fer2013.csv.gz)")
     from emotionkit.cli.train import setup_logging
 
     setup_logging()  # the Trainer's per-epoch lines, to each process's log

@@ -16,8 +16,8 @@ evaluate`` before using its figures.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,13 +72,23 @@ def widen(npz: Path, work: Path) -> Path:
 
 
 def main() -> None:
-    verb, *paths = sys.argv[1:]
-    if verb == "shrink" and len(paths) == 1:
-        shrink(Path(paths[0]))
-    elif verb == "widen" and len(paths) == 2:
-        widen(Path(paths[0]), Path(paths[1]))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{shrink,widen}")
+    verbs.add_parser("shrink", help="there: WORK/vgg3-best.npz from the best vgg3-* run"
+                     ).add_argument("work", type=Path)
+    widen_parser = verbs.add_parser("widen", help="here: RUN/model.keras again, float32")
+    widen_parser.add_argument("npz", type=Path)
+    widen_parser.add_argument("work", type=Path)
+    args = parser.parse_args()
+    if args.verb == "shrink":
+        shrink(args.work)
+    elif not args.npz.is_file() or not args.work.is_dir():
+        parser.error(f"widen {args.npz} {args.work}: needs the vgg3-best.npz file and the "
+                     "unpacked WORK folder beside it (README.md)")
     else:
-        raise SystemExit(__doc__)
+        widen(args.npz, args.work)
 
 
 if __name__ == "__main__":

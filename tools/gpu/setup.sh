@@ -9,7 +9,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD/src" KERAS_BACKEND="${KERAS_BACKEND:-jax}" PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # the driver labels on the GPU too: no 75% grab
-python3 -c "import jax, keras; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())"
+python3 -c "import jax, keras, emotionkit.cli.train, emotionkit.training.distill
+print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())"
 python3 tools/gpu/unpack.py .gpu/fer2013.csv.gz
 work="${GPU_WORK:-/root/gpu}"
 mkdir -p "$work"

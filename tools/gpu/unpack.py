@@ -1,6 +1,9 @@
-"""On the GPU machine: rebuild ../shared/data/fer2013/fer2013.csv.gz from .gpu/ (the
-``Training`` and ``PublicTest`` rows only, in their original order, so the data
-fingerprints in config.json equal those of runs made here)."""
+"""On the GPU machine: rebuild a FER2013 csv from what pack.py wrote (the ``Training`` and
+``PublicTest`` rows only, in their original order, so the data fingerprints in config.json
+and soft-label files equal those of runs made here).
+
+    python3 tools/gpu/unpack.py [OUT]    # default .gpu/fer2013.csv.gz, from the repository root
+"""
 
 from __future__ import annotations
 
@@ -12,19 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("Training", "PublicTest")
+PACKED = Path(".gpu/fer-trainval.npz.xz")
 
 
-def main() -> None:
-    with np.load(io.BytesIO(lzma.decompress(Path(".gpu/fer-trainval.npz.xz").read_bytes()))) as d:
+def unpack(packed: Path, out: Path) -> Path:
+    """Write the rows of ``packed`` (pack.py's ``.npz.xz``) to ``out`` as a gzip csv."""
+    with np.load(io.BytesIO(lzma.decompress(packed.read_bytes()))) as d:
         pixels, emotion, usage = d["pixels"], d["emotion"], d["usage"]
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/fer2013/fer2013.csv.gz")
+        # packs made before pack.py stored the split names hold these two
+        splits = [str(s) for s in d["splits"]] if "splits" in d else ["Training", "PublicTest"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(out, "wt", compresslevel=1) as f:
         f.write("emotion,pixels,Usage\n")
         for row, code, split in zip(pixels, emotion, usage):
-            f.write(f"{code},{' '.join(map(str, row.tolist()))},{SPLITS[split]}\n")
+            f.write(f"{code},{' '.join(map(str, row.tolist()))},{splits[split]}\n")
     print(f"{out}: {len(emotion)} rows")
+    return out
+
+
+def main() -> None:
+    unpack(PACKED, Path(sys.argv[1] if len(sys.argv) > 1 else ".gpu/fer2013.csv.gz"))
 
 
 if __name__ == "__main__":
