@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from emotionkit.batch import iter_detect_paths
+from emotionkit.detectors import HaarDetector
 from emotionkit.errors import UnknownPluginError
 
 
@@ -81,8 +84,6 @@ def test_a_configured_detector_object_works_with_workers(photo_dir: Path,
                                                         brightness_model_dir: Path) -> None:
     """A built-in detector object is pickled as its settings and rebuilt in each worker
     (HaarDetector used to fail: "cannot pickle 'cv2.CascadeClassifier' object")."""
-    from emotionkit.detectors import HaarDetector
-
     paths = sorted(photo_dir.iterdir())
     detector = HaarDetector(min_neighbors=1)  # more faces than the default 5 finds
     one = list(iter_detect_paths(paths, detector=detector, classifier=brightness_model_dir,
@@ -217,3 +218,138 @@ def test_empty_directory_with_output(tmp_path: Path, brightness_model_dir: Path)
     assert res.returncode == 1
     assert res.stderr.strip() == f"error: {empty}: directory holds no image files"
     assert out.read_text() == ""
+
+
+# --- worker processes that die, fail to start, or are stopped early ------------------------
+
+_MARKER_WIDTH = 333  # images this wide are the ones the detectors below trip on
+
+
+class _DiesOnMarker(HaarDetector):
+    """The real Haar detector, except that its process is killed (as the out-of-memory
+    killer or a crash in native code would) on an image ``_MARKER_WIDTH`` pixels wide."""
+
+    def detect(self, image: np.ndarray) -> list:
+        if image.shape[1] == _MARKER_WIDTH:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().detect(image)
+
+
+class _SlowOnMarker(HaarDetector):
+    """The real Haar detector, taking a minute on an image ``_MARKER_WIDTH`` pixels wide."""
+
+    def detect(self, image: np.ndarray) -> list:
+        if image.shape[1] == _MARKER_WIDTH:
+            time.sleep(60)
+        return super().detect(image)
+
+
+def _marker_image(path: Path, astronaut_bgr: np.ndarray) -> Path:
+    cv2.imwrite(str(path), cv2.resize(astronaut_bgr, (_MARKER_WIDTH, _MARKER_WIDTH)))
+    return path
+
+
+def test_a_worker_that_dies_costs_only_its_image(photo_dir: Path, tmp_path: Path,
+                                                  astronaut_bgr: np.ndarray,
+                                                  brightness_model_dir: Path) -> None:
+    """A worker process killed on one image used to end the whole run (BrokenProcessPool):
+    the images in flight are run again, each on its own in new workers, the one that kills
+    its worker again gets an error, and the run goes on in input order."""
+    paths = sorted(photo_dir.iterdir())
+    paths.insert(3, _marker_image(tmp_path / "killer.png", astronaut_bgr))
+    got = _summary(iter_detect_paths(paths, detector=_DiesOnMarker(),
+                                     classifier=brightness_model_dir, workers=2,
+                                     chunk_size=4))
+    expected = _summary(iter_detect_paths(paths[:3] + paths[4:], detector="haar",
+                                          classifier=brightness_model_dir))
+    assert [name for name, _, _ in got] == [p.name for p in paths]
+    _, faces, error = got.pop(3)
+    assert faces == [] and error is not None
+    assert error.startswith(f"{paths[3]}: the worker process died while handling this image")
+    assert got == expected
+
+
+def test_workers_dying_on_image_after_image_stop_the_run(tmp_path: Path,
+                                                         astronaut_bgr: np.ndarray,
+                                                         brightness_model_dir: Path) -> None:
+    """Workers that die on every image (e.g. out of memory as they start) are not started
+    again for each of thousands of images: three deaths in a row end the run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    results = iter_detect_paths([killer] * 5, detector=_DiesOnMarker(),
+                                classifier=brightness_model_dir, workers=2, chunk_size=1)
+    with pytest.raises(BrokenProcessPool, match="died on 3 images in a row"):
+        list(results)
+
+
+def test_a_detector_that_cannot_start_in_the_workers_raises_its_own_error(
+        photo_dir: Path, tmp_path: Path, brightness_model_dir: Path) -> None:
+    """A detector the workers cannot build (here its cascade file is gone by the time they
+    start) raises that error, not BrokenProcessPool ("terminated abruptly")."""
+    from emotionkit.detectors.base import bundled_model_path
+    from emotionkit.errors import ModelLoadError
+
+    cascade = tmp_path / "cascade.xml"
+    cascade.write_bytes(bundled_model_path("haarcascade_frontalface_default.xml").read_bytes())
+    results = iter_detect_paths(sorted(photo_dir.iterdir()),
+                                detector=HaarDetector(cascade_path=cascade),
+                                classifier=brightness_model_dir, workers=2)
+    cascade.unlink()
+    with pytest.raises(ModelLoadError, match="cascade.xml"):
+        next(results)
+
+
+def test_a_detector_registered_at_run_time_is_the_one_the_workers_use(
+        photo_dir: Path, brightness_model_dir: Path) -> None:
+    """A name registered in this process (here replacing "haar") is built here and sent to
+    the workers; they used to build the installed detector of that name instead."""
+    from emotionkit import register_detector
+    from emotionkit.registry import _detectors
+
+    paths = sorted(photo_dir.iterdir())
+    register_detector("haar", lambda: HaarDetector(min_neighbors=1), overwrite=True)
+    try:
+        one = _summary(iter_detect_paths(paths, detector="haar",
+                                         classifier=brightness_model_dir))
+        two = _summary(iter_detect_paths(paths, detector="haar",
+                                         classifier=brightness_model_dir, workers=2))
+    finally:
+        _detectors.unregister("haar")
+    assert two == one
+    loose = _summary(iter_detect_paths(paths, detector=HaarDetector(min_neighbors=1),
+                                       classifier=brightness_model_dir))
+    assert one == loose
+
+
+def test_closing_early_stops_the_workers_at_once(photo_dir: Path, tmp_path: Path,
+                                                 astronaut_bgr: np.ndarray,
+                                                 brightness_model_dir: Path) -> None:
+    """``break`` or Ctrl-C after the first result: the workers are stopped, not waited
+    for (they used to finish the images in flight first, here a minute each)."""
+    import multiprocessing
+
+    slow = _marker_image(tmp_path / "slow.png", astronaut_bgr)
+    before = set(multiprocessing.active_children())
+    results = iter_detect_paths([photo_dir / "a_bright.png", slow, slow, slow],
+                                detector=_SlowOnMarker(), classifier=brightness_model_dir,
+                                workers=2, chunk_size=1)
+    first = next(results)
+    assert (first.error, len(first.faces)) == (None, 1)
+    start = time.monotonic()
+    results.close()
+    assert time.monotonic() - start < 20
+    assert set(multiprocessing.active_children()) - before == set()  # the workers are gone
+
+
+def test_error_for_bytes_names_them_without_their_content() -> None:
+    """A detector failing on an image given as bytes: the message says "image bytes"
+    (it used to hold the repr of all the bytes)."""
+    _, data = cv2.imencode(".png", np.full((64, 64, 3), 90, np.uint8))
+
+    class Failing:
+        def detect(self, image: np.ndarray) -> list:
+            raise RuntimeError("the detector broke")
+
+    (result,) = iter_detect_paths([data.tobytes()], detector=Failing(), classifier="fer-cnn")
+    assert result.error == "image bytes: RuntimeError: the detector broke"

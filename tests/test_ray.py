@@ -64,3 +64,30 @@ def test_detect_dataset_from_bytes_and_paths(local_ray, tmp_path: Path,
     assert list(out["num_faces"]) == [1, 0]
     assert json.loads(out["faces"][0]) == json.loads(by_name["bright.png"]["faces"])
     assert "no such file" in out["error"][1]
+
+
+def test_detect_dataset_uses_no_deprecated_ray_argument(local_ray, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         brightness_model_dir: Path) -> None:
+    """``concurrency=`` of ``map_batches`` is deprecated since Ray 2.51 and logged a warning
+    at every call: the actor pool is given as ``compute=ActorPoolStrategy(size=...)``."""
+    import logging
+
+    from emotionkit.integrations.ray import detect_dataset
+
+    ds = local_ray.data.from_items([{"path": str(tmp_path / "missing.png")}])
+    with caplog.at_level(logging.WARNING):
+        (row,) = detect_dataset(ds, detector="haar", classifier=str(brightness_model_dir),
+                                concurrency=1).take_all()
+    assert "no such file" in row["error"]
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == []
+
+
+def test_an_empty_batch_keeps_the_column_types(brightness_model_dir: Path) -> None:
+    """``num_faces`` of an empty batch was float64 (``np.array([])``), which does not
+    merge with the int64 of the other batches into one table."""
+    from emotionkit.integrations.ray import EmotionPredictor
+
+    predictor = EmotionPredictor(detector="haar", classifier=str(brightness_model_dir))
+    out = predictor({"path": np.array([], dtype=str)})
+    assert out["num_faces"].dtype == np.int64 and len(out["faces"]) == 0

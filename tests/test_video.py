@@ -534,3 +534,64 @@ def test_video_frames_compare_by_index_time_and_faces_not_pixels(rec, face_video
     assert copy == frames[0] and copy in frames
     assert frames[0] != frames[1]
     np.testing.assert_array_equal(copy.image, frames[0].image)
+
+
+# --- odd videos and writer misuse --------------------------------------------------------
+
+def test_a_video_without_frames_is_an_error(rec, tmp_path: Path,
+                                            brightness_model_dir: Path) -> None:
+    """An .avi holding no frame (a recording stopped at once) used to give no rows and
+    exit code 0, as if it had no faces."""
+    from click.testing import CliRunner
+
+    from emotionkit.cli import main
+    from emotionkit.video import VideoError
+
+    empty = _write_video(tmp_path / "empty.avi", [])
+    with pytest.raises(VideoError, match=r"empty\.avi: holds no video frames"):
+        list(rec.detect_video(empty))
+    res = CliRunner().invoke(main, ["detect", str(empty), "-c", str(brightness_model_dir),
+                                    "--format", "csv"])
+    assert res.exit_code == 1 and res.stdout.count("\n") == 1  # the header only
+    assert res.stderr.startswith(f"error: {empty}: holds no video frames")
+
+
+def test_every_n_must_be_a_whole_number(face_video: Path) -> None:
+    """``every_n=2.5`` used to process frames 0, 5, 10... (``index % 2.5``) silently."""
+    from emotionkit.video import read_frames
+
+    with pytest.raises(TypeError, match="every_n must be an int, got 2.5"):
+        read_frames(face_video, every_n=2.5)  # type: ignore[arg-type]
+    assert [i for i, _, _ in read_frames(face_video, every_n=np.int64(12))] == [0, 12]
+
+
+def test_annotated_video_refuses_a_frame_of_another_size(tmp_path: Path,
+                                                        astronaut_bgr: np.ndarray) -> None:
+    """OpenCV drops a frame of another size than the video's without an error: the video
+    came out short. The writer raises instead."""
+    from emotionkit.video import AnnotatedVideoWriter
+
+    out = tmp_path / "a.avi"
+    with AnnotatedVideoWriter(out, 10) as writer:
+        writer.write(astronaut_bgr, [])
+        with pytest.raises(ValueError, match=r"512x256 pixels, but the video is 512x512"):
+            writer.write(astronaut_bgr[:256], [])
+        writer.write(astronaut_bgr, [])
+    assert writer.frames == 2
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()
+
+
+def test_annotated_video_too_wide_for_its_codec_says_so(tmp_path: Path) -> None:
+    """MPEG-4 (.mp4) takes frames up to 8191 pixels a side: a wider one used to be "cannot
+    write the video; check the directory", the wrong advice; Motion JPEG (.avi) takes it."""
+    from emotionkit.video import AnnotatedVideoWriter, VideoError
+
+    wide = np.full((64, 9000, 3), 90, np.uint8)
+    with pytest.raises(VideoError,
+                       match=r"cannot encode 9000x64 frames as \.mp4 \(mp4v\); .*: use \.avi"):
+        AnnotatedVideoWriter(tmp_path / "wide.mp4", 10).write(wide, [])
+    with AnnotatedVideoWriter(tmp_path / "wide.avi", 10) as writer:
+        writer.write(wide, [])
+    assert cv2.VideoCapture(str(tmp_path / "wide.avi")).read()[1].shape == wide.shape

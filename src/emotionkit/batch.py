@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
 import pickle
 import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,11 +69,15 @@ class _Detected:
     image: np.ndarray | None = None
 
 
-# The detector of this worker process, built once by :func:`_init_worker`.
+# The detector of this worker process, built once by :func:`_init_worker` (or why it
+# could not be built).
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
+def _init_worker(detector: bytes, margin: float, keep_images: bool) -> None:
+    """Build this worker's detector from ``detector`` (a name or a detector object,
+    pickled). An error is kept and raised by each task, so that the caller gets it rather
+    than a pool broken by a worker that could not start."""
     from .registry import resolve_detector
 
     # Ctrl-C goes to the whole process group; the parent decides when workers stop.
@@ -80,13 +86,27 @@ def _init_worker(detector: Any, margin: float, keep_images: bool) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    _worker_state.update(detector=resolve_detector(detector), margin=margin,
-                         keep_images=keep_images)
+    try:
+        _worker_state.update(detector=resolve_detector(pickle.loads(detector)), margin=margin,
+                             keep_images=keep_images)
+    except Exception as exc:
+        _worker_state["error"] = exc
 
 
 def _worker_detect(sources: list[Any]) -> list[_Detected]:
+    if "error" in _worker_state:
+        raise _worker_state["error"]
     return [_decode_detect(source, _worker_state["detector"], _worker_state["margin"],
                            _worker_state["keep_images"]) for source in sources]
+
+
+def _name(source: Any) -> str:
+    """``source`` as error messages name it: a path as given, else its kind."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "image bytes"
+    return f"{type(source).__name__} image"
 
 
 def _decode_detect(source: Any, detector: Any, margin: float, keep_images: bool) -> _Detected:
@@ -100,7 +120,7 @@ def _decode_detect(source: Any, detector: Any, margin: float, keep_images: bool)
     except EmotionKitError as exc:
         return _Detected([], [], str(exc))
     except Exception as exc:  # a detector failing on one image must not end a long run
-        return _Detected([], [], f"{source}: {type(exc).__name__}: {exc}")
+        return _Detected([], [], f"{_name(source)}: {type(exc).__name__}: {exc}")
     return _Detected(detections, crops, None, image if keep_images else None)
 
 
@@ -119,11 +139,11 @@ def iter_detect_paths(
     Args:
         paths: image paths (or anything :func:`emotionkit.load_image` takes, such as
             bytes); read lazily, so a long generator is fine.
-        detector: a detector name, or a detector object. With ``workers > 1`` it is sent
-            to each worker process, so use a name (built-in or an entry-point plugin;
-            detectors registered at run time with ``register_detector`` do not exist in
-            the workers) or a picklable object (the built-in detectors are: each worker
-            rebuilds one from its settings).
+        detector: a detector name, or a detector object. With ``workers > 1`` each worker
+            process builds a built-in or entry-point detector from its name; a detector
+            object, or one made by a factory registered in this process with
+            ``register_detector``, is pickled and sent to the workers, so it must pickle
+            (the built-in detectors do: each worker rebuilds one from its settings).
         classifier: a classifier name, model path or classifier object (used in this
             process only).
         workers: 1 runs in this process; N > 1 decodes and detects in N worker processes.
@@ -133,16 +153,21 @@ def iter_detect_paths(
         keep_images: also return each decoded image (for annotating); with workers this
             copies every image back from the worker, so leave it off otherwise.
 
-    An unreadable image gives a result with ``error`` set and the run goes on. Closing
-    the generator early (``break``, Ctrl-C) stops and joins the workers. Bad arguments
-    and an unknown detector or classifier raise at the call, before any image is read;
-    worker processes start with the first result asked for.
+    An unreadable image gives a result with ``error`` set and the run goes on. A worker
+    process that dies (out of memory, a crash in native code) costs only the image it
+    was handling: new workers take over, and that image gets an ``error``. Closing the
+    generator early (``break``, Ctrl-C) ends the workers at once. Bad arguments and an
+    unknown detector or classifier raise at the call, before any image is read; worker
+    processes start with the first result asked for.
 
     Raises:
         ValueError: ``workers`` or ``chunk_size`` is below 1.
         TypeError: ``detector`` has no ``detect()`` method, or (``workers > 1``) it is an
             object that cannot be pickled for the worker processes.
         UnknownPluginError: an unknown detector or classifier name.
+        Exception: (from the first result, ``workers > 1``) the error that stopped the
+            workers from building the detector, e.g. ``ModelLoadError``.
+        BrokenProcessPool: (``workers > 1``) workers died on 3 images in a row.
     """
     from .recognizer import EmotionRecognizer
     from .registry import _detectors, resolve_detector
@@ -151,21 +176,22 @@ def iter_detect_paths(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    if workers > 1 and isinstance(detector, str):
+    if workers > 1 and isinstance(detector, str) and detector not in _detectors._registered:
         _detectors.check(detector)  # the workers create it; an unknown name fails here
-    elif workers > 1:
-        _check_picklable(resolve_detector(detector))
+    elif workers > 1:  # an object, or a name registered in this process only: sent built
+        detector = resolve_detector(detector)
+    payload = _pickled(detector) if workers > 1 else b""
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"
     rec = EmotionRecognizer(detector=local_detector, classifier=classifier, margin=margin)
-    return _results(rec, paths, detector, workers, chunk_size, keep_images)
+    return _results(rec, paths, payload, workers, chunk_size, keep_images)
 
 
-def _check_picklable(detector: Any) -> None:
-    """``TypeError`` if ``detector`` cannot be pickled, as sending it to the worker
-    processes needs."""
+def _pickled(detector: Any) -> bytes:
+    """``detector`` (a name or an object) pickled for the worker processes; ``TypeError``
+    if it cannot be."""
     try:
-        pickle.dumps(detector)
+        return pickle.dumps(detector)
     except Exception as exc:
         raise TypeError(
             f"iter_detect_paths(workers > 1): the detector {detector!r} cannot be sent to "
@@ -175,7 +201,7 @@ def _check_picklable(detector: Any) -> None:
         ) from exc
 
 
-def _results(rec: Any, paths: Iterable[Any], detector: str | Any, workers: int,
+def _results(rec: Any, paths: Iterable[Any], detector: bytes, workers: int,
              chunk_size: int, keep_images: bool) -> Iterator[PathResult]:
     """:func:`iter_detect_paths`'s results, computed as they are asked for."""
     used_margin = rec.crop_margin
@@ -186,39 +212,111 @@ def _results(rec: Any, paths: Iterable[Any], detector: str | Any, workers: int,
         yield from _classify_chunks(rec, detected, chunk_size)
         return
 
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(detector, used_margin, keep_images),
-    )
+    pool = _Workers(workers, (detector, used_margin, keep_images))
     try:
         task = max(1, min(8, chunk_size // workers))
         yield from _classify_chunks(rec, _pooled(pool, paths, 2 * chunk_size, task),
                                     chunk_size)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # closed early, Ctrl-C, an error: the work in flight is not wanted
+        pool.stop(now=True)
+        raise
+    pool.stop(now=False)
 
 
-def _pooled(pool: ProcessPoolExecutor, paths: Iterable[Any], ahead: int,
+_DEATHS_IN_A_ROW = 3
+"""Images in a row on which a worker dies before the run stops (workers that die on every
+image, e.g. out of memory as they start, would otherwise restart for each image)."""
+
+
+class _Workers:
+    """The worker processes (``spawn``): a process pool that is started anew when one of
+    its processes dies. Tasks are a list of sources each; their answers ``_Detected``."""
+
+    def __init__(self, count: int, initargs: tuple[Any, ...]) -> None:
+        self._count, self._initargs = count, initargs
+        self._pool = self._start()
+        self._generation = 0  # pools started after the first
+        self._deaths = 0  # images in a row on which a worker died
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self._count,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=self._initargs)
+
+    def submit(self, sources: list[Any]) -> tuple[int, Future[list[_Detected]]]:
+        return self._generation, self._pool.submit(_worker_detect, sources)
+
+    def answers(self, sources: list[Any], task: tuple[int, Future[list[_Detected]]]
+                ) -> list[_Detected]:
+        """The answers of a task from :meth:`submit`. If a worker died meanwhile (the pool
+        is then broken and every task in it fails), each source is run again on its own in
+        a new pool, so that the one that kills its worker again is known: it gets an error."""
+        generation, future = task
+        try:
+            answers = future.result()
+        except BrokenProcessPool:
+            if generation == self._generation:
+                self._restart()
+            return [self._alone(source) for source in sources]
+        self._deaths = 0
+        return answers
+
+    def _alone(self, source: Any) -> _Detected:
+        try:
+            (answer,) = self.submit([source])[1].result()
+        except BrokenProcessPool:
+            self._deaths += 1
+            if self._deaths == _DEATHS_IN_A_ROW:
+                raise BrokenProcessPool(
+                    f"worker processes died on {_DEATHS_IN_A_ROW} images in a row (the last: "
+                    f"{_name(source)}); they may run out of memory, or the detector crashes: "
+                    "try fewer workers") from None
+            self._restart()
+            return _Detected([], [], f"{_name(source)}: the worker process died while "
+                             "handling this image (out of memory, or a crash in native "
+                             "code); the image is left out")
+        self._deaths = 0
+        return answer
+
+    def _restart(self) -> None:
+        self.stop(now=True)
+        self._pool = self._start()
+        self._generation += 1
+
+    def stop(self, *, now: bool) -> None:
+        """Shut the pool down: ``now``, ending the workers at once (their work in flight
+        is lost), else after they finished it."""
+        if not now:
+            self._pool.shutdown(wait=True)
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+
+
+def _pooled(pool: _Workers, paths: Iterable[Any], ahead: int,
             task: int) -> Iterator[tuple[Any, _Detected]]:
     """Worker results in input order, ``task`` images per worker call, with at most about
     ``ahead`` images in flight."""
-    pending: collections.deque[tuple[list[Any], Future[list[_Detected]]]] = collections.deque()
+    pending: collections.deque[tuple[list[Any], tuple[int, Future[list[_Detected]]]]] = (
+        collections.deque())
     in_flight = 0
     group: list[Any] = []
 
     def submit() -> None:
         nonlocal in_flight, group
-        pending.append((group, pool.submit(_worker_detect, group)))
+        pending.append((group, pool.submit(group)))
         in_flight += len(group)
         group = []
 
     def take() -> Iterator[tuple[Any, _Detected]]:
         nonlocal in_flight
-        done, future = pending.popleft()
+        done, submitted = pending.popleft()
         in_flight -= len(done)
-        yield from zip(done, future.result())
+        yield from zip(done, pool.answers(done, submitted))
 
     for path in paths:
         group.append(path)

@@ -7,6 +7,8 @@ from the start of the video; boxes are ``(x, y, w, h)`` pixels.
 
 from __future__ import annotations
 
+import operator
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -133,9 +135,17 @@ def read_frames(source: VideoSource, every_n: int = 1) -> Iterator[tuple[int, fl
     real times); a camera's is the time since reading started. Skipped frames are grabbed
     but not decoded. Raises :class:`VideoError` at the call when the video cannot be
     opened, or -- after yielding the frames it could read -- when a file stops decoding
-    well before the end its header gives. The video is released when the frames run out
-    or the iterator is closed.
+    well before the end its header gives, or when the video gives no frame at all. The
+    video is released when the frames run out or the iterator is closed.
+
+    Raises:
+        TypeError: ``every_n`` is not an int.
+        ValueError: ``every_n`` is below 1.
     """
+    try:
+        every_n = operator.index(every_n)
+    except TypeError:
+        raise TypeError(f"every_n must be an int, got {every_n!r}") from None
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
     return _frames(_open(source), source, every_n)
@@ -165,6 +175,12 @@ def _frames(cap: cv2.VideoCapture, source: VideoSource,
         if not camera and _stopped_early(index, offset + last, info):
             raise VideoError(f"{source}: decoding stopped after {index} of {info.frame_count} "
                              "frames (file truncated or corrupt)")
+        if index == 0 and camera:
+            raise VideoError(f"camera {source}: gave no frame; check that no other program "
+                             "uses it")
+        if index == 0:
+            raise VideoError(f"{source}: holds no video frames (an empty recording); check "
+                             "the file")
     finally:
         cap.release()
 
@@ -272,18 +288,38 @@ class AnnotatedVideoWriter:
         self.fps = fps if fps > 0 else 25.0
         self._fourcc = _FOURCC[suffix]
         self._writer: cv2.VideoWriter | None = None
+        self._size = (0, 0)  # (width, height) of the video, set by the first frame
         self.frames = 0
 
+    def _open(self, width: int, height: int) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self._fourcc),
+                                 self.fps, (width, height))
+        if writer.isOpened():
+            return writer
+        if not os.access(self.path.parent, os.W_OK):
+            raise VideoError(f"{self.path}: cannot write in {self.path.parent}; choose "
+                             "another folder")
+        raise VideoError(f"{self.path}: OpenCV cannot encode {width}x{height} frames as "
+                         f"{self.path.suffix} ({self._fourcc}); .mp4, .m4v and .mov take at "
+                         "most 8191 pixels a side, .avi and .mkv 65500: use .avi or .mkv, or "
+                         "a smaller video")
+
     def write(self, frame_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> None:
-        """Draw ``faces`` onto a copy of ``frame_bgr`` and append it to the video."""
+        """Draw ``faces`` onto a copy of ``frame_bgr`` and append it to the video.
+
+        Raises:
+            VideoError: the file cannot be written (at the first frame).
+            ValueError: ``frame_bgr`` is not the size of the first frame.
+        """
         from .annotate import draw_faces
 
+        height, width = frame_bgr.shape[:2]
         if self._writer is None:
-            height, width = frame_bgr.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self._fourcc),
-                                           self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise VideoError(f"{self.path}: cannot write the video; check the directory")
+            self._writer = self._open(width, height)
+            self._size = (width, height)
+        elif (width, height) != self._size:
+            raise ValueError(f"{self.path}: a frame of {width}x{height} pixels, but the video "
+                             f"is {self._size[0]}x{self._size[1]}; write frames of one size")
         out = draw_faces(frame_bgr, faces)
         for face in faces:
             x, y, _, h = face.box

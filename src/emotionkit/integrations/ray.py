@@ -74,7 +74,8 @@ class EmotionPredictor:
                 error = error.replace("image bytes", names[i])
             errors.append(error)
         out = {k: v for k, v in batch.items() if k != "bytes"}
-        out.update(faces=np.array(faces_json, dtype=object), num_faces=np.array(counts),
+        out.update(faces=np.array(faces_json, dtype=object),
+                   num_faces=np.array(counts, dtype=np.int64),
                    top_emotion=np.array(tops, dtype=object),
                    error=np.array(errors, dtype=object))
         return out
@@ -84,7 +85,8 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
                    classifier: str | Path | Any = "fer-cnn", margin: float | None = None,
                    concurrency: int = 1, batch_size: int = 64,
                    num_cpus: float | None = None, num_gpus: float | None = None) -> Any:
-    """``ds.map_batches`` with :class:`EmotionPredictor`: a lazy dataset of results.
+    """``ds.map_batches`` with :class:`EmotionPredictor` on a pool of ``concurrency`` actors
+    (``compute=ray.data.ActorPoolStrategy(size=concurrency)``): a lazy dataset of results.
 
     Args:
         ds: a ``ray.data.Dataset`` with a ``bytes`` or a ``path`` column.
@@ -92,6 +94,8 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
         batch_size: rows per batch; their faces are classified together.
         num_cpus, num_gpus: resources per actor (Ray's defaults when ``None``).
     """
+    from ray.data import ActorPoolStrategy
+
     kwargs: dict[str, Any] = {}
     if num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
@@ -101,4 +105,5 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
         EmotionPredictor,
         fn_constructor_kwargs={"detector": detector, "classifier": classifier,
                                "margin": margin},
-        batch_size=batch_size, batch_format="numpy", concurrency=concurrency, **kwargs)
+        batch_size=batch_size, batch_format="numpy",
+        compute=ActorPoolStrategy(size=concurrency), **kwargs)
