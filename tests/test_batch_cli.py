@@ -103,3 +103,48 @@ def test_resume_retries_the_images_that_failed(tmp_path: Path, astronaut_bgr: np
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [Path(r["path"]).name for r in records] == ["good.png", "later.jpg"]
     assert [(r["error"], len(r["faces"])) for r in records] == [(None, 1), (None, 1)]
+
+
+_KILLER_MODULE = '''
+import os
+import signal
+
+from emotionkit.detectors import HaarDetector
+
+
+class DiesOnEveryImage(HaarDetector):
+    def detect(self, image):
+        os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+_KILLER_MAIN = '''
+import sys
+import emotionkit
+from killer import DiesOnEveryImage
+emotionkit.register_detector("dies", DiesOnEveryImage)
+from emotionkit.cli import run
+sys.argv = ["emotionkit", *sys.argv[1:]]
+run()
+'''
+
+
+def test_workers_that_keep_dying_end_the_cli_with_one_error_line(
+        tmp_path: Path, astronaut_bgr: np.ndarray, brightness_model_dir: Path) -> None:
+    """Worker processes dying on image after image stop the run; the CLI said so with a
+    BrokenProcessPool traceback, now with one error line (exit 1)."""
+    (tmp_path / "killer.py").write_text(_KILLER_MODULE)
+    (tmp_path / "main.py").write_text(_KILLER_MAIN)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(photos / f"face{i}.png"), astronaut_bgr)
+    env = {k: v for k, v in os.environ.items() if k != "EMOTIONKIT_NATIVE_LOGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, str(tmp_path / "main.py"), "detect", str(photos),
+                          "-c", str(brightness_model_dir), "--detector", "dies",
+                          "--workers", "2", "--format", "jsonl"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: worker processes died on 3 images in a row"), lines

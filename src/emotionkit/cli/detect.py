@@ -134,6 +134,10 @@ def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
     writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels,
                                                                          stream)
     problems: list[str] = []
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..errors import EmotionKitError
+
     try:
         if all(videos):
             for item in inputs:
@@ -146,6 +150,9 @@ def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
         writer.close()
         click.echo("interrupted: the results written so far are kept", err=True)
         sys.exit(130)
+    except (EmotionKitError, BrokenProcessPool) as exc:  # the run itself, not one image
+        writer.close()
+        fail(str(exc))
     writer.close()
     if problems:
         sys.exit(1)
