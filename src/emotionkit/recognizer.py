@@ -151,14 +151,16 @@ class EmotionRecognizer:
 
         Args:
             source: a video file path, or a camera index (``0``).
-            every_n: process every n-th frame only (the others are skipped undecoded).
+            every_n: process every n-th frame only (an int >= 1; the others are skipped
+                undecoded).
             smoothing: weight of the past in an exponential moving average of each face's
                 probabilities, in ``[0, 1)``; 0 (default) is off, 0.5-0.8 stops labels from
                 flickering. The unsmoothed values are in ``face.raw_emotions``.
 
         Raises :class:`~emotionkit.video.VideoError` at the call if the video cannot be
-        opened, or, after the readable frames, if it stops decoding early (truncated file);
-        ``ValueError`` at the call for bad arguments.
+        opened, or, after the readable frames, if it stops decoding early (truncated file)
+        or held no frame at all; ``ValueError`` / ``TypeError`` at the call for bad
+        arguments.
         """
         from .video import detect_video
 
