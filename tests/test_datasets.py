@@ -504,3 +504,25 @@ def test_real_ferplus_majority_labels(real_fer_and_ferplus) -> None:
         assert data.targets.tolist() == expected
     assert ds.skipped == int((~clear).sum())
     assert len(ds.load("PrivateTest")) == 3373  # of 3,571: 198 without a clear majority
+
+
+def test_an_empty_split_folder_or_a_val_fraction_rounding_to_none_is_named(
+        tmp_path: Path) -> None:
+    """The missing-split error used to advise adding the val/ folder that is there (empty)
+    and a val_fraction > 0 that was given (rounding to no image)."""
+    root = write_face_folders(tmp_path / "faces", n=4, splits=("train",))
+    for label in ("happy", "sad"):
+        (root / "val" / label).mkdir(parents=True)
+    with pytest.raises(DatasetError) as error:
+        FolderDataset(root).load("val")
+    assert str(error.value) == (
+        f"{root / 'val'}: no image files in it or its label folders; add the validation "
+        "images there, or remove it to carve them out of the training images with "
+        "val_fraction > 0 (--val-fraction)")
+    flat = write_face_folders(tmp_path / "flat", n=4)
+    with pytest.raises(DatasetError) as error:
+        FolderDataset(flat, val_fraction=0.1).load("val")
+    assert str(error.value) == (
+        f"{flat}: no split 'val'; available: train; val_fraction 0.1 of each label's "
+        "training images rounds to none (the largest label has 4); raise it "
+        "(--val-fraction) or add root/val/<label>/ folders")

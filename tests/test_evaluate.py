@@ -299,3 +299,33 @@ def test_evaluate_matches_labels_by_case_and_synonym(tmp_path: Path) -> None:
     assert report.labels == ("Sad", "Happy") and report.n == 8 and report.accuracy == 1.0
     subset = evaluate_classifier(_Colourful(), data, labels=["happy", "sad"])
     assert subset.labels == ("happy", "sad") and subset.accuracy == 1.0
+
+
+def test_tta_is_applied_or_refused_never_dropped(tmp_path: Path) -> None:
+    """``tta=True`` with images not in the classifier's own input format (they go through
+    ``predict``) used to be dropped without a word, as with a classifier that has none."""
+    from emotionkit import create_classifier
+    from emotionkit.training.datasets import DatasetError
+
+    root = tmp_path / "faces"
+    for label, crops in (("happy", face_crops(12, 3)), ("sad", face_crops(12, 4, "camera"))):
+        (root / label).mkdir(parents=True)
+        for i, crop in enumerate(crops):
+            cv2.imwrite(str(root / label / f"{i}.png"), crop)
+    clf = create_classifier("fer-cnn")  # 48x48 gray
+    data = FolderDataset(root, val_fraction=0, input_size=(64, 64), channels=3,
+                         color_order="bgr").load("train")
+    truth = [clf.labels.index(data.labels[t]) for t in data.targets]
+    crops = list(data.pixels)  # BGR, as predict takes them
+    for tta in (False, True):
+        expected = clf.predict(crops, tta=tta).argmax(axis=1)
+        report = evaluate_classifier(clf, data, tta=tta)
+        assert report.confusion.tolist() == evaluate_predictions(
+            truth, expected, clf.labels).confusion.tolist(), tta
+    # the mirrored faces change some answers, so the check above tells tta apart
+    assert (clf.predict(crops, tta=True).argmax(axis=1)
+            != clf.predict(crops).argmax(axis=1)).any()
+    plain = FolderDataset(_bright_dark_folder(tmp_path / "bd"), val_fraction=0,
+                          channels=3).load("train")
+    with pytest.raises(DatasetError, match="_MeanBrightness has no test-time augmentation"):
+        evaluate_classifier(_MeanBrightness(), plain, tta=True)

@@ -568,3 +568,139 @@ def test_training_batches_change_order_every_epoch_reproducibly() -> None:
     batches = _shuffled_batches(keras, x, y, w, 8, seed=5, first_epoch=0)
     model.fit(batches, epochs=3, shuffle=False, verbose=0)
     assert batches._epoch == 3  # three epochs, after the look at the first batches
+
+
+def test_a_model_directory_without_a_run_is_not_overwritten(faces, tmp_path: Path) -> None:
+    """A finished run whose checkpoint/ was deleted (which the docs allow), like any model
+    directory, holds no run: a new run into it rewrote its config.json at once (a failing
+    run left it describing another model) and its model.keras after an epoch, with or
+    without --resume."""
+    root, train, val = faces
+    out = tmp_path / "run"
+    _trainer(out, epochs=1).fit(train, val)
+    shutil.rmtree(out / "checkpoint")
+    kept = {name: (out / name).read_bytes() for name in ("model.keras", "config.json")}
+    message = (f"{out} holds a model (model.keras) but no training run to resume (no "
+               "checkpoint/); choose another output directory, or delete the model")
+    for resume in (False, True):
+        with pytest.raises(TrainingError) as error:
+            _trainer(out, epochs=1, seed=2, resume=resume).fit(train, val)
+        assert str(error.value) == message
+    for resume in ([], ["--resume"]):  # the command says so before it loads the data
+        result = _runner().invoke(main, ["train", str(root), "--out", str(out), "--epochs",
+                                         "1", "--quiet", *resume])
+        assert result.exit_code == 1 and result.output == f"error: --out {message}\n"
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    (tmp_path / "afile").write_text("not a folder")
+    result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "afile"),
+                                     "--quiet"])
+    assert result.exit_code == 1 and result.output == (
+        f"error: --out {tmp_path / 'afile'}: not a directory; choose another output "
+        "directory\n")
+    # a run that failed before its first epoch holds no model: the corrected command runs
+    failed = tmp_path / "failed"
+    with pytest.raises(TrainingError, match="cannot be built"):
+        _trainer(failed, arch_options={**TINY, "widths": "oops"}).fit(train, val)
+    assert (failed / "config.json").is_file()
+    assert _trainer(failed, epochs=1).fit(train, val)["epochs_run"] == 1
+
+
+def test_cli_resume_reports_and_records_only_the_changes_it_uses(faces, tmp_path: Path) -> None:
+    """Changed options of a resume are warnings (--quiet showed none). A finished run
+    trains no further, so its other options change nothing: config.json used to record
+    them as the run's, and the log to say the run resumed with them."""
+    root, _, _ = faces
+    out = tmp_path / "run"
+    command = ["train", str(root), "--out", str(out), "--batch-size", "16", "--quiet",
+               "--val-fraction", "0.25", "--arch-option", "widths=[8, 16]", "--seed", "1"]
+    assert _runner().invoke(main, [*command, "--epochs", "1"]).exit_code == 0
+
+    def training() -> dict:
+        return ModelConfig.read(out / "config.json").extra["training"]
+
+    result = _runner().invoke(main, [*command, "--epochs", "1", "--resume", "--lr", "1e-4",
+                                     "--patience", "3"])
+    assert result.exit_code == 0, result.output
+    notes = [line.split(" ", 1)[1] for line in result.output.splitlines() if "not used" in line]
+    assert notes == [f"{out}: the run is finished (epoch 1 of 1): {name} not used (the run used "
+                     f"{used})" for name, used in (("learning_rate 0.0001", "0.001"),
+                                                   ("patience 3", "12"))]
+    assert (training()["learning_rate"], training()["patience"]) == (1e-3, 12)
+    result = _runner().invoke(main, [*command, "--epochs", "2", "--resume", "--lr", "1e-4"])
+    assert result.exit_code == 0, result.output
+    assert f"{out}: resuming with learning_rate 0.0001 (the run so far used 0.001)" \
+        in result.output
+    assert (training()["learning_rate"], training()["epochs"]) == (1e-4, 2)
+
+
+def test_progress_bar_leaves_no_fragments_in_a_log(faces, tmp_path: Path) -> None:
+    """With stderr not a terminal (a log file, CI), every epoch left a 0% bar and the
+    carriage returns that erased it in the log; an epoch under a minute now shows none."""
+    root, _, _ = faces
+    result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "run"),
+                                     "--epochs", "2", "--batch-size", "16",
+                                     "--arch-option", "widths=[8, 16]"])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "batch/s" not in result.output
+    assert sum(": loss " in line for line in result.output.splitlines()) == 2  # epoch lines
+
+
+def test_cli_evaluate_does_not_overwrite_a_training_runs_report(faces, tmp_path: Path) -> None:
+    """``evaluate --out RUN`` replaced the run's metrics.json (its history) and plot."""
+    root, train, val = faces
+    out = tmp_path / "run"
+    _trainer(out, epochs=1).fit(train, val)
+    kept = {name: (out / name).read_bytes() for name in ("metrics.json",
+                                                         "confusion_matrix.png")}
+    result = _runner().invoke(main, ["evaluate", str(root), "--classifier", str(out),
+                                     "--out", str(out), "--format", "json"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"error: --out {out}: holds a training run's metrics.json (its validation report "
+        "and history); choose another --out")
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    result = _runner().invoke(main, ["evaluate", str(root), "--classifier", str(out),
+                                     "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    again = _runner().invoke(main, ["evaluate", str(root), "--classifier", str(out),
+                                    "--out", str(tmp_path / "report")])
+    assert again.exit_code == 0, again.output  # its own report it may replace
+
+
+def _limited_file_size(limit: int):
+    """A ``preexec_fn``: files the child writes may grow to ``limit`` bytes (as on a full
+    disk, writing past it fails)."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file size limits are POSIX")
+def test_a_write_error_is_one_line_and_leaves_the_run_resumable(faces, tmp_path: Path) -> None:
+    """Disk full while saving: a traceback and a partial temporary file in the run; a
+    failed config.json write left it cut short (model directory unloadable)."""
+    root, _, _ = faces
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "emotionkit", "train", str(root), "--out", str(out),
+               "--epochs", "1", "--batch-size", "16", "--quiet", "--arch-option",
+               "widths=[8, 16]"]
+    # the model file (about 85 kB) cannot be written
+    result = subprocess.run(command, preexec_fn=_limited_file_size(50_000),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {out}: training stopped: cannot write its files (File too large); once "
+        "there is room and write access, continue with resume=True (--resume)")
+    assert not [p for p in out.rglob("*") if "tmp" in p.name]
+    assert _runner().invoke(main, [*command[3:], "--resume"]).exit_code == 0
+    config = (out / "config.json").read_text()
+    # finishing the finished run again cannot rewrite config.json (2 kB): it stays whole
+    result = subprocess.run([*command, "--resume"], preexec_fn=_limited_file_size(1000),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (out / "config.json").read_text() == config
+    assert load_classifier(out).labels == ("happy", "sad")

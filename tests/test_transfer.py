@@ -367,3 +367,27 @@ def test_head_phase_does_not_use_up_phase_two_patience(fer_csv: Path, tmp_path: 
         head_learning_rate=1e-12, learning_rate=1e-12, patience=2, batch_size=16,
         progress=False).fit(train, val)
     assert metrics["stopped_early"] and metrics["epochs_run"] == 5  # 3 head + 2 patience
+
+
+def test_resume_keeps_the_base_weights_the_run_started_with(
+    fer_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resumed run continues from its checkpoint: other base weights are not used, and
+    config.json used to record them (and their sha256) as the run's."""
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    train, val = ds.load("train"), ds.load("val")
+    weights_file, _ = _saved_base_weights(tmp_path)
+    out = tmp_path / "run"
+    options = {"arch_options": SMALL, "batch_size": 16, "progress": False}
+    TransferTrainer(out, base_weights=weights_file, epochs=1, **options).fit(train, val)
+    started = ModelConfig.read(out / "config.json").extra["training"]
+    assert started["base_weights"] == str(weights_file) and started["base_weights_sha256"]
+    with caplog.at_level("WARNING", logger="emotionkit.training"):
+        TransferTrainer(out, base_weights="none", epochs=2, resume=True, **options).fit(
+            train, val)
+    resumed = ModelConfig.read(out / "config.json").extra["training"]
+    assert resumed["epochs"] == 2
+    assert (resumed["base_weights"], resumed["base_weights_sha256"]) == (
+        started["base_weights"], started["base_weights_sha256"])
+    assert (f"{out}: base_weights none not used: a resumed run continues from its "
+            f"checkpoint (the run started with {weights_file})") in caplog.text

@@ -38,12 +38,14 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
     from ..registry import resolve_classifier
     from ..training.datasets import open_dataset
-    from ..training.evaluation import evaluate_classifier
+    from ..training.evaluation import _supports_tta, evaluate_classifier
 
     setup_logging(quiet=fmt == "json")
     check_ferplus(data, ferplus)
+    if out_dir is not None:
+        _check_report_dir(out_dir)
     classifier = run_or_fail(resolve_classifier, classifier_name, exit_code=2)
-    if tta and not hasattr(classifier, "predict_pixels"):
+    if tta and not _supports_tta(classifier):
         fail(f"classifier {classifier_name!r} does not support --tta")
     config = getattr(classifier, "config", None)
     options: dict[str, Any] = {
@@ -76,3 +78,15 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
                  "another --out")
         click.echo(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'confusion_matrix.png'}",
                    err=True)
+
+
+def _check_report_dir(out_dir: Path) -> None:
+    """``--out`` must not be a training run's directory: its ``metrics.json`` (validation
+    report and history) and plot would be replaced (an error, exit status 1)."""
+    try:
+        written = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none there (or not one of ours): nothing to keep
+        return
+    if isinstance(written, dict) and "history" in written:
+        fail(f"--out {out_dir}: holds a training run's metrics.json (its validation report "
+             "and history); choose another --out")

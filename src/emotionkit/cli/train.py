@@ -126,7 +126,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     given = {"epochs": epochs, "learning_rate": learning_rate, "class_weight": class_weight,
              "patience": patience}
     options.update({k: v for k, v in given.items() if v is not None})
-    from ..training.trainer import Trainer
+    from ..training.trainer import Trainer, TrainingError
     from ..training.transfer import TransferTrainer
 
     trainer_class: type[Trainer] = Trainer
@@ -138,6 +138,10 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     if not resume and trainer.has_run:  # before loading the data, which can take a while
         fail(f"--out {out_dir}: already holds a training run; add --resume to continue it, or "
              "choose another --out directory")
+    try:
+        trainer.check_out_dir()
+    except TrainingError as exc:
+        fail(f"--out {exc}")
     if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
         for spec in teacher:
             check_classifier_spec("--teacher", spec, soft_labels=True)

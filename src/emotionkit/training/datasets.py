@@ -301,15 +301,7 @@ class FolderDataset(LabelledDataset):
         """
         key = _SPLIT_ALIASES.get(split.lower())
         if key is None or not self._files.get(key):
-            hint = {
-                "val": "; add root/val/<label>/ folders, or carve val out of the training "
-                       "images with val_fraction > 0 (--val-fraction)",
-                "test": "; add root/test/<label>/ folders",
-            }.get(key or "", "")
-            raise DatasetError(
-                f"{self.root}: no split {split!r}; available: {', '.join(self.splits) or 'none'}"
-                f"{hint}"
-            )
+            raise DatasetError(self._missing_split_message(split, key))
         faces: list[np.ndarray] = []
         targets: list[int] = []
         skipped = 0
@@ -330,6 +322,28 @@ class FolderDataset(LabelledDataset):
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.labels, name,
             skipped, self.color_order, self.source_labels,
         )
+
+    def _missing_split_message(self, split: str, key: str | None) -> str:
+        """Why :meth:`load` has no images for ``split`` (``key``: its canonical name)."""
+        if key in self._split_dirs and self._split_dirs[key] != self.root:
+            carve = (", or remove it to carve them out of the training images with "
+                     "val_fraction > 0 (--val-fraction)" if key == "val" else "")
+            what = {"train": "training", "val": "validation", "test": "test"}[key]
+            return (f"{self._split_dirs[key]}: no image files in it or its label folders; add "
+                    f"the {what} images there{carve}")
+        message = f"{self.root}: no split {split!r}; available: {', '.join(self.splits) or 'none'}"
+        train = self._files.get("train")
+        if key == "val" and self.val_fraction > 0 and train:
+            largest = int(np.bincount([target for _, target in train]).max())
+            return (f"{message}; val_fraction {self.val_fraction:g} of each label's training "
+                    f"images rounds to none (the largest label has {largest}); raise it "
+                    "(--val-fraction) or add root/val/<label>/ folders")
+        hint = {
+            "val": "; add root/val/<label>/ folders, or carve val out of the training images "
+                   "with val_fraction > 0 (--val-fraction)",
+            "test": "; add root/test/<label>/ folders",
+        }.get(key or "", "")
+        return message + hint
 
     def _resolve_labels(
         self, folder_names: list[str], labels: Sequence[str] | None

@@ -8,6 +8,7 @@ the confusion matrix (rows = true label, columns = predicted label).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -175,14 +176,22 @@ def evaluate_classifier(
     same emotion: ``Happy``, ``happiness`` and ``happy`` match): images whose label the
     classifier does not know are left out (logged); the report uses the classifier's
     labels.
-    Classifiers with ``predict_pixels`` get the pixels directly, others get BGR crops
-    through ``predict`` (without ``tta``).
+    Classifiers with ``predict_pixels`` get the pixels directly (when ``data`` has their
+    input format), others get BGR crops through ``predict``.
+
+    ``tta``: also classify each face mirrored left-right and average the probabilities;
+    for classifiers whose ``predict`` takes ``tta`` (Keras classifiers), an error for
+    others.
+    ``batch_size``: images per call of the classifier (memory, not results).
 
     ``labels``: score the classifier as one for these of its labels only (two or more):
     images of other labels are left out, and its answer is the most probable of these
     labels (e.g. a 7-class model scored on angry/happy/sad). The report then has these
     labels.
     """
+    if tta and not _supports_tta(classifier):
+        raise DatasetError(f"{type(classifier).__name__} has no test-time augmentation (its "
+                           "predict() takes no tta); evaluate it without tta (--tta)")
     model_labels = tuple(classifier.labels)
     columns: list[int] | slice = slice(None)  # the probability columns scored
     if labels is not None:
@@ -235,6 +244,15 @@ def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
     return path
 
 
+def _supports_tta(classifier: Any) -> bool:
+    """Whether ``classifier.predict`` takes ``tta`` (test-time augmentation, as
+    :class:`~emotionkit.classifiers.KerasClassifier`'s does)."""
+    try:
+        return "tta" in inspect.signature(classifier.predict).parameters
+    except (AttributeError, TypeError, ValueError):  # no predict, or no signature to read
+        return False
+
+
 def _label_columns(known: Sequence[str], wanted: Sequence[str], who: str) -> list[int]:
     """Indices of ``wanted`` in ``known`` (a model's labels, matched like
     :func:`evaluate_classifier` does); a missing one is an error."""
@@ -254,7 +272,7 @@ def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, t
 
     Pixels that have the classifier's input size, channels and colour order (or any, for a
     classifier without a ``config``) go to ``predict_pixels``; others, and classifiers
-    without it, get BGR crops through ``predict`` (which resizes; ``tta`` is not applied).
+    without it, get BGR crops through ``predict`` (which resizes), with ``tta`` when set.
     """
     config = getattr(classifier, "config", None)
     _, height, width, channels = pixels.shape
@@ -266,7 +284,9 @@ def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, t
         if direct:
             yield np.asarray(classifier.predict_pixels(chunk, tta=tta))
         else:
-            yield np.asarray(classifier.predict(list(_pixels_to_bgr(chunk, color_order))))
+            crops = list(_pixels_to_bgr(chunk, color_order))
+            yield np.asarray(classifier.predict(crops, tta=True) if tta else
+                             classifier.predict(crops))
 
 
 def _pixels_to_bgr(pixels: np.ndarray, color_order: str) -> np.ndarray:

@@ -130,8 +130,9 @@ class Trainer:
         arch_options: keyword options for the architecture builder.
         epochs: maximum number of epochs.
         batch_size: images per gradient step.
-        learning_rate: peak learning rate (AdamW); one warm-up epoch, then cosine decay to
-            1% of it over the remaining epochs.
+        learning_rate: peak learning rate (AdamW): a linear warm-up from a tenth of it over
+            the first tenth of the run's steps (at most one epoch), then cosine decay to 1%
+            of it at the last epoch.
         weight_decay: AdamW decoupled weight decay.
         label_smoothing: cross-entropy label smoothing (0 = off).
         class_weight: ``"sqrt"`` (default), ``"balanced"``, ``"none"`` (loss weights, see
@@ -143,7 +144,9 @@ class Trainer:
         seed: seeds Python, NumPy and the backend (weights, shuffling, augmentation);
             0 to :data:`MAX_SEED`.
         resume: continue the run in ``out_dir`` from its last checkpoint.
-        progress: show a progress bar per epoch (tqdm, on stderr).
+        progress: show a progress bar per epoch (tqdm, on stderr; where stderr is not a
+            terminal, such as a log file, only in an epoch that runs over a minute, updated
+            once a minute).
         teacher: knowledge distillation: a classifier (registered name, model directory or
             file, ``hf://`` spec) or a soft-label ``.npz`` file made for the training
             images (:func:`~emotionkit.training.distill.save_soft_labels`), or a sequence
@@ -167,6 +170,10 @@ class Trainer:
 
     resume_must_match: tuple[str, ...] = _RESUME_MUST_MATCH
     """Training arguments a resumed run must share with the stopped one."""
+
+    resume_keeps: tuple[str, ...] = ()
+    """Training arguments used only when a run starts: a resumed run keeps (and records)
+    the stopped run's values."""
 
     def __init__(
         self,
@@ -285,21 +292,53 @@ class Trainer:
         Returns the content of ``metrics.json``.
 
         Raises:
-            TrainingError: fewer than two labels, mismatched labels or shapes, an existing
-                run in ``out_dir`` without ``resume``, or a resume with different data or
-                options.
+            TrainingError: fewer than two labels, mismatched labels or shapes, an
+                ``out_dir`` it would not write to (see :meth:`check_out_dir`), a resume with
+                different data or options, or a file that cannot be written (e.g. a full
+                disk: the run keeps its last complete epoch for a resume).
         """
         self._check_data(train, val)
         keras = _import_keras()
         keras.utils.set_random_seed(self.args["seed"])
         config = self._model_config(train, val, keras)
-        state = self._prepare_out_dir(config)
-        epochs = self.args["epochs"]
-        done = state["epoch"] >= epochs or state.get("stopped_early", False)
-        if not done:
-            self._train(keras, config, train, val, state)
-            state = self._read_state()
-        return self._finish(config, val, state)
+        epochs = self.args["epochs"]  # as asked: a finished run's resume keeps its own
+        try:
+            state = self._prepare_out_dir(config)
+            if not _finished(state, epochs):
+                self._train(keras, config, train, val, state)
+                state = self._read_state()
+            return self._finish(config, val, state)
+        except EmotionKitError:
+            raise
+        except OSError as exc:  # a full disk, a quota, permissions changed meanwhile
+            raise TrainingError(
+                f"{self.out_dir}: training stopped: cannot write its files "
+                f"({exc.strerror or exc}); once there is room and write access, continue "
+                "with resume=True (--resume)") from exc
+
+    def check_out_dir(self) -> None:
+        """Raise :class:`TrainingError` where :meth:`fit` would not write to ``out_dir``:
+        not a directory; a run there without ``resume``; or a model there that no run's
+        checkpoint backs (a finished run whose ``checkpoint/`` was deleted, any other model
+        directory), which a new run would overwrite. Reads no data: ``emotionkit train``
+        calls it before loading the dataset."""
+        out = self.out_dir
+        if out.exists() and not out.is_dir():
+            raise TrainingError(f"{out}: not a directory; choose another output directory")
+        if self.has_run:
+            if not self.resume:
+                raise TrainingError(
+                    f"{out} already holds a training run; pass resume=True (--resume) to "
+                    "continue it or choose another output directory")
+            return
+        started = (self.checkpoint_dir / _STATE_FILE).is_file()  # a run that failed early
+        found = [name for name in (MODEL_FILE, CONFIG_NAME) if (out / name).is_file()
+                 and (name == MODEL_FILE or not started)]
+        if found:
+            why = "its checkpoint/ holds no epoch" if started else "no checkpoint/"
+            raise TrainingError(
+                f"{out} holds a model ({found[0]}) but no training run to resume ({why}); "
+                "choose another output directory, or delete the model")
 
     # -- setup -----------------------------------------------------------------------
 
@@ -362,12 +401,8 @@ class Trainer:
     def _prepare_out_dir(self, config: ModelConfig) -> dict[str, Any]:
         fresh: dict[str, Any] = {"epoch": 0, "history": {}, "best": None, "best_epoch": 0,
                                  "wait": 0}
+        self.check_out_dir()
         has_run = self.has_run
-        if has_run and not self.resume:
-            raise TrainingError(
-                f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
-                "continue it or choose another output directory"
-            )
         try:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -378,7 +413,7 @@ class Trainer:
                 log.info("%s: no checkpoint to resume; starting a new run", self.out_dir)
             (self.checkpoint_dir / _SOFT_LABELS).unlink(missing_ok=True)
             self._drop_best_files(keep=())
-            config.write(self.out_dir)
+            self._write_config(config)
             self._write_state(fresh)
             return fresh
         old = ModelConfig.read(self.out_dir / CONFIG_NAME)
@@ -400,11 +435,6 @@ class Trainer:
                 f"cannot resume {self.out_dir}: options differ from the run's "
                 f"({', '.join(changed) or 'labels'})"
             )
-        for key in sorted(set(self.args) - set(self.resume_must_match)):
-            if key in old_args and old_args[key] != self.args[key]:
-                log.info("%s: resuming with %s %s (the run so far used %s)", self.out_dir,
-                         key, self.args[key], old_args[key])
-        config.write(self.out_dir)
         state = self._read_state()
         # The weights backup is written after state.json: drop epochs it does not have.
         saved = self._backed_up_epochs(self.checkpoint_dir)
@@ -420,8 +450,37 @@ class Trainer:
                      self.args["epochs"])
             state.update(stopped_early=False, wait=0)
             self._write_state(state)
+        self._settle_changed_args(old_args, state)
+        self._write_config(config)
         log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
         return state
+
+    def _settle_changed_args(self, old_args: dict[str, Any], state: dict[str, Any]) -> None:
+        """A resume's changed options (those not in :attr:`resume_must_match`): each that
+        the run uses is a warning; each that it does not use keeps the run's own value in
+        :attr:`args` (so ``config.json`` records what the run used), with a warning too.
+        Unused: those of :attr:`resume_keeps` (used when a run starts), and for a finished
+        run (nothing left to train) all of them, ``epochs`` unless it is the number of
+        epochs run (a run stopped part-way, finished there)."""
+        finished = _finished(state, self.args["epochs"])
+        for key in sorted(set(self.args) - set(self.resume_must_match)):
+            old, new = old_args.get(key), self.args[key]
+            if key not in old_args or old == new:
+                continue
+            finishes_here = key == "epochs" and new == state["epoch"] and not state.get(
+                "stopped_early")
+            if key in self.resume_keeps:
+                log.warning("%s: %s %s not used: a resumed run continues from its checkpoint "
+                            "(the run started with %s)", self.out_dir, key, new, old)
+            elif finished and not finishes_here:
+                log.warning("%s: the run is finished (epoch %d of %d): %s %s not used (the "
+                            "run used %s)", self.out_dir, state["epoch"], old_args["epochs"],
+                            key, new, old)
+            else:
+                log.warning("%s: resuming with %s %s (the run so far used %s)", self.out_dir,
+                            key, new, old)
+                continue
+            self.args[key] = old
 
     @staticmethod
     def _backed_up_epochs(directory: Path) -> int:
@@ -433,10 +492,8 @@ class Trainer:
         """Save ``model`` as the checkpoint's copy of best epoch ``epoch``; the copy of the
         ``previous`` best stays until the next one (a resume that drops ``epoch`` because
         its weights backup is missing goes back to it)."""
-        path = self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)
-        tmp = path.with_name(f".{path.name}.tmp.keras")
-        self._save_model(model, tmp)
-        os.replace(tmp, path)
+        with _replacing(self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)) as tmp:
+            self._save_model(model, tmp)
         self._drop_best_files(keep=(epoch, previous))
 
     def _publish_best(self, epoch: int) -> None:
@@ -445,9 +502,8 @@ class Trainer:
         best = self.checkpoint_dir / _BEST_FILE.format(epoch=epoch)
         model = self.out_dir / MODEL_FILE
         if best.is_file() and not (model.is_file() and filecmp.cmp(best, model, shallow=False)):
-            tmp = self.out_dir / f".{MODEL_FILE}.tmp.keras"
-            shutil.copyfile(best, tmp)
-            os.replace(tmp, model)
+            with _replacing(model) as tmp:
+                shutil.copyfile(best, tmp)
 
     def _drop_best_files(self, keep: Sequence[int]) -> None:
         names = {_BEST_FILE.format(epoch=e) for e in keep}
@@ -465,6 +521,10 @@ class Trainer:
 
     def _write_state(self, state: dict[str, Any]) -> None:
         _atomic_write(self.checkpoint_dir / _STATE_FILE, json.dumps(state, indent=1))
+
+    def _write_config(self, config: ModelConfig) -> None:
+        """``config.json``, replaced at once (a failed write leaves the old one whole)."""
+        _atomic_write(self.out_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
 
     # -- training --------------------------------------------------------------------
 
@@ -695,13 +755,15 @@ class Trainer:
             "history": history,
         }
         _atomic_write(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
-        report.save_confusion_png(self.out_dir / "confusion_matrix.png")
-        save_history_png(history, self.out_dir / "history.png")
+        with _replacing(self.out_dir / "confusion_matrix.png") as tmp:
+            report.save_confusion_png(tmp)
+        with _replacing(self.out_dir / "history.png") as tmp:
+            save_history_png(history, tmp)
         config.extra["metrics"] = {
             "val_accuracy": round(report.accuracy, 6), "val_macro_f1": round(report.macro_f1, 6),
             "best_epoch": state["best_epoch"],
         }
-        config.write(self.out_dir)
+        self._write_config(config)
         log.info("best epoch %d: val accuracy %.4f, macro-F1 %.4f", state["best_epoch"],
                  report.accuracy, report.macro_f1)
         return metrics
@@ -887,11 +949,13 @@ class _Progress(_keras_callback_base()):  # type: ignore[misc]
 
             from tqdm.auto import tqdm
 
-            # to a log file: an update a minute instead of a carriage-return stream
+            # to a log file: nothing for an epoch under a minute (the epoch's log line says
+            # it all), else an update a minute instead of a carriage-return stream
             interactive = sys.stderr.isatty()
             self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",
                             unit="batch", leave=False, file=sys.stderr,
-                            mininterval=1.0 if interactive else 60.0, ascii=not interactive)
+                            mininterval=1.0 if interactive else 60.0,
+                            delay=0.0 if interactive else 60.0, ascii=not interactive)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.bar is not None:
@@ -985,13 +1049,31 @@ def _write_history_csv(history: dict[str, list[float]], path: Path) -> None:
     _atomic_write(path, "\n".join(lines) + "\n")
 
 
+def _finished(state: dict[str, Any], epochs: int) -> bool:
+    """Whether a run in ``state`` has nothing left to train for ``epochs`` epochs."""
+    return state["epoch"] >= epochs or bool(state.get("stopped_early", False))
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Inside: write the new ``path`` to the temporary file given (same folder and
+    suffix); it then replaces ``path`` at once, so that a killed run or a failed write
+    leaves the old file or the new one, never part of one. On an error it is removed."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_write(path: Path, content: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content, encoding="utf-8")
 
 
 def _median(values: Sequence[float]) -> float | None:

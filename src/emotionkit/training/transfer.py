@@ -51,6 +51,7 @@ class TransferTrainer(Trainer):
     """
 
     resume_must_match = (*_RESUME_MUST_MATCH, "head_epochs")
+    resume_keeps = ("base_weights", "base_weights_sha256")
 
     def __init__(
         self,
