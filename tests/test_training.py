@@ -704,3 +704,20 @@ def test_a_write_error_is_one_line_and_leaves_the_run_resumable(faces, tmp_path:
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert (out / "config.json").read_text() == config
     assert load_classifier(out).labels == ("happy", "sad")
+
+
+def test_cli_train_refuses_an_output_directory_inside_a_folder_dataset(
+        faces, tmp_path: Path) -> None:
+    """``--out`` inside the dataset folder put the run's plots (PNG images) into the data:
+    a resume then failed ("data differ") and evaluate saw a new label. Refused before the
+    data is read (exit 2); the dataset is left as it was."""
+    root, _, _ = faces
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for out in (root / "run", root / "happy" / "run"):
+        result = _runner().invoke(main, ["train", str(root), "--out", str(out),
+                                         "--epochs", "1"])
+        assert result.exit_code == 2, result.output
+        assert result.output.splitlines()[-1] == (
+            f"error: --out {out}: is inside the dataset folder {root}, where the run's "
+            "files would become part of the data; choose a directory outside it")
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

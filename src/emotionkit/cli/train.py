@@ -142,6 +142,9 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         trainer.check_out_dir()
     except TrainingError as exc:
         fail(f"--out {exc}")
+    if data.is_dir() and out_dir.resolve().is_relative_to(data.resolve()):
+        fail(f"--out {out_dir}: is inside the dataset folder {data}, where the run's files "
+             "would become part of the data; choose a directory outside it", 2)
     if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
         for spec in teacher:
             check_classifier_spec("--teacher", spec, soft_labels=True)
