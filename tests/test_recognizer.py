@@ -370,3 +370,22 @@ def test_a_recognizer_with_a_classifier_object_does_not_pickle(rec) -> None:
     twin = copy.copy(rec.classifier)
     assert np.array_equal(twin.predict([np.full((48, 48, 3), 200, np.uint8)]),
                           rec.classifier.predict([np.full((48, 48, 3), 200, np.uint8)]))
+
+
+def test_pickling_and_copying_keep_attributes_changed_after_creation(
+        brightness_model_dir: Path) -> None:
+    """``margin``, ``batch_size``, ``detector`` are public attributes: a pickled copy had
+    the values given at creation, and copy.copy reloaded the model and lost them too."""
+    import copy
+    import pickle
+
+    from emotionkit.detectors import HaarDetector
+
+    rec = EmotionRecognizer(detector="haar", classifier=brightness_model_dir)
+    rec.margin, rec.batch_size = 0.3, 8
+    rec.detector = HaarDetector(min_neighbors=1)
+    back = pickle.loads(pickle.dumps(rec))
+    assert (back.margin, back.batch_size, back.detector.min_neighbors) == (0.3, 8, 1)
+    twin = copy.copy(rec)
+    assert (twin.margin, twin.batch_size) == (0.3, 8)
+    assert twin.classifier is rec.classifier and twin.detector is rec.detector

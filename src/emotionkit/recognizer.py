@@ -45,7 +45,9 @@ class EmotionRecognizer:
     A recognizer pickles as its settings (the copy, in another process for example, builds
     its own detector and classifier), so it can be sent to ``spawn`` workers, provided the
     detector and classifier were given by name or path or as picklable objects (the
-    built-in detectors are; a loaded Keras classifier is not).
+    built-in detectors are; a loaded Keras classifier is not). A name registered at run
+    time with ``register_detector`` / ``register_classifier`` does not exist in ``spawn``
+    workers; send such a detector as an object.
 
     :meth:`close` (or a ``with`` block) frees the native resources of the detector and
     classifier the recognizer created from names or paths; objects passed in are left to
@@ -68,7 +70,8 @@ class EmotionRecognizer:
         self.batch_size = _checked_batch_size(batch_size)
         self.classifier = resolve_classifier(classifier)
         self.detector = resolve_detector(detector)
-        self._settings = (detector, classifier, self.margin, self.batch_size)
+        # the names or paths given, with what they made: pickled in their place
+        self._made = ((detector, self.detector), (classifier, self.classifier))
         self._owned = [plugin for plugin, spec in ((self.detector, detector),
                                                     (self.classifier, classifier))
                        if plugin is not spec]  # made here from a name or path: ours to close
@@ -86,9 +89,20 @@ class EmotionRecognizer:
                 close()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickle as the settings it was made from: the copy builds its own detector and
-        classifier from the same names, paths or (picklable) objects."""
-        return _rebuilt, self._settings
+        """Pickle as its settings: the detector and classifier as the names or paths they
+        were made from (objects, or ones set later, as themselves), ``margin`` and
+        ``batch_size``. The copy builds its own detector and classifier."""
+        (detector_spec, made_detector), (classifier_spec, made_classifier) = self._made
+        detector = detector_spec if self.detector is made_detector else self.detector
+        classifier = classifier_spec if self.classifier is made_classifier else self.classifier
+        return _rebuilt, (detector, classifier, self.margin, self.batch_size)
+
+    def __copy__(self) -> EmotionRecognizer:
+        """A shallow copy sharing the detector and classifier, which this recognizer
+        alone closes (the copy's :meth:`close` does nothing)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__, _owned=[])
+        return twin
 
     def __enter__(self) -> EmotionRecognizer:
         return self
