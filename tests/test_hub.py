@@ -591,7 +591,8 @@ def test_malformed_hf_endpoint_is_one_clear_error(hub_env: FakeHub, fer7_model_d
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``HF_ENDPOINT=http://[::1`` was a ValueError traceback; ``localhost:8080`` (no
     scheme) read "download from localhost:8080 failed", not naming HF_ENDPOINT."""
-    for endpoint in ("http://[::1", "localhost:8080", "http://", "ftp://hub.example.com"):
+    for endpoint in ("http://[::1", "localhost:8080", "http://", "ftp://hub.example.com",
+                     "https://huggingface..co"):
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
         expected = re.escape(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL")
         with pytest.raises(ModelLoadError, match=expected):

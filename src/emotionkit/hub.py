@@ -285,7 +285,9 @@ def _check_endpoint(raw: str | None) -> None:
         parts = urlsplit(raw)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (
             parts.port is None or parts.port > 0)
-    except ValueError:  # a bad IPv6 address or port
+        if valid:
+            str(parts.hostname).encode("idna")  # an empty label ("hub..co"), ...
+    except ValueError:  # a bad IPv6 address or port; UnicodeError: a bad host name
         valid = False
     if not valid:
         raise ModelLoadError(f"HF_ENDPOINT={raw!r} is not an http(s) URL; set it to the hub "
