@@ -721,3 +721,19 @@ def test_cli_train_refuses_an_output_directory_inside_a_folder_dataset(
             f"error: --out {out}: is inside the dataset folder {root}, where the run's "
             "files would become part of the data; choose a directory outside it")
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_a_damaged_checkpoint_is_not_reported_as_a_full_disk(faces, tmp_path: Path) -> None:
+    """A checkpoint file cut short read "cannot write its files ...; continue with
+    --resume", advice that gives the same error again."""
+    from emotionkit.training import TrainingError
+
+    _, train, val = faces
+    out = tmp_path / "run"
+    _trainer(out, epochs=1).fit(train, val)
+    (weights,) = (out / "checkpoint").glob("**/*.weights.h5")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(TrainingError) as err:
+        _trainer(out, epochs=2, resume=True).fit(train, val)
+    message = str(err.value)
+    assert "cannot read" in message and "damaged" in message and "cannot write" not in message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["cut", "elide_middle"]
+__all__ = ["cut", "elide_middle", "first_line"]
 
 
 def cut(text: str, limit: int = 80) -> str:
@@ -15,5 +15,11 @@ def elide_middle(text: str, limit: int = 200) -> str:
     end names the file); the full length is given."""
     if len(text) <= limit:
         return text
-    keep = (limit - 3) // 2
+    keep = max(1, (limit - 3) // 2)
     return f"{text[:keep]}...{text[-keep:]} ({len(text)} characters)"
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-blank line of ``text``, stripped, at most ``limit`` characters (``""``
+    if there is none): a multi-line library message as one line."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:limit]

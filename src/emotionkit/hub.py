@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._text import first_line
 from ._version import __version__
 from .classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from .errors import ModelLoadError, UnknownPluginError
@@ -509,7 +510,7 @@ def _refused_token(exc: BaseException) -> str | None:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status not in (401, 403):
         return None
-    detail = _first_line(str(getattr(exc, "server_message", None) or ""))
+    detail = first_line(str(getattr(exc, "server_message", None) or ""))
     return (f"refused the token ({status}{': ' + detail if detail else ''}); pass one with "
             "access to the repository (token=/--token, HF_TOKEN or `hf auth login`)")
 
@@ -559,12 +560,7 @@ _hub_warnings_hidden = _QuietHubLog()
 
 def _reason(exc: BaseException) -> str:
     """The first line of an exception's message (or its type), for one-line errors."""
-    return _first_line(str(exc)) or type(exc).__name__
-
-
-def _first_line(text: str) -> str:
-    """The first non-blank line of ``text``, stripped, at most 200 characters."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:200]
+    return first_line(str(exc)) or type(exc).__name__
 
 
 def _verify(path: Path, expected_sha256: str | None, where: str) -> None:

@@ -21,6 +21,7 @@ in ``OUT/checkpoint/teacher_soft_labels.npz`` (a resume does not run the teacher
 from __future__ import annotations
 
 import contextlib
+import errno
 import filecmp
 import inspect
 import io
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import first_line
 from .._version import __version__
 from ..classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from ..classifiers.preprocess import pixels_to_input
@@ -310,11 +312,18 @@ class Trainer:
             return self._finish(config, val, state)
         except EmotionKitError:
             raise
-        except OSError as exc:  # a full disk, a quota, permissions changed meanwhile
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRNOS:  # a full disk, a quota, permissions changed
+                raise TrainingError(
+                    f"{self.out_dir}: training stopped: cannot write its files "
+                    f"({exc.strerror or exc}); once there is room and write access, "
+                    "continue with resume=True (--resume)") from exc
+            where = f" {exc.filename}" if exc.filename else ""
+            why = first_line(str(exc)) or type(exc).__name__
             raise TrainingError(
-                f"{self.out_dir}: training stopped: cannot write its files "
-                f"({exc.strerror or exc}); once there is room and write access, continue "
-                "with resume=True (--resume)") from exc
+                f"{self.out_dir}: training stopped: cannot read{where} ({why}); "
+                "a checkpoint file may be damaged (e.g. the run was killed while saving "
+                "it): start a new run in another output directory") from exc
 
     def check_out_dir(self) -> None:
         """Raise :class:`TrainingError` where :meth:`fit` would not write to ``out_dir``:
@@ -1047,6 +1056,12 @@ def _write_history_csv(history: dict[str, list[float]], path: Path) -> None:
     lines = [",".join(["epoch", *keys])]
     lines += [",".join([str(i + 1), *(f"{history[k][i]:.6g}" for k in keys)]) for i in range(n)]
     _atomic_write(path, "\n".join(lines) + "\n")
+
+
+_WRITE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM")
+    if hasattr(errno, name))
+"""Errors of writing (a full disk, a quota, permissions) rather than of damaged files."""
 
 
 def _finished(state: dict[str, Any], epochs: int) -> bool:
