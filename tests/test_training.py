@@ -708,9 +708,10 @@ def test_a_write_error_is_one_line_and_leaves_the_run_resumable(faces, tmp_path:
 
 def test_cli_train_refuses_an_output_directory_inside_a_folder_dataset(
         faces, tmp_path: Path) -> None:
-    """``--out`` inside the dataset folder put the run's plots (PNG images) into the data:
-    a resume then failed ("data differ") and evaluate saw a new label. Refused before the
-    data is read (exit 2); the dataset is left as it was."""
+    """``--out`` inside the dataset's image folders put the run's plots (PNG images) into
+    the data: a resume then failed ("data differ") and evaluate saw a new label. Refused
+    before the images are decoded (exit 2), the dataset left as it was; beside the split
+    folders of a split dataset (left out of the data) it is allowed."""
     root, _, _ = faces
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     for out in (root / "run", root / "happy" / "run"):
@@ -718,9 +719,14 @@ def test_cli_train_refuses_an_output_directory_inside_a_folder_dataset(
                                          "--epochs", "1"])
         assert result.exit_code == 2, result.output
         assert result.output.splitlines()[-1] == (
-            f"error: --out {out}: is inside the dataset folder {root}, where the run's "
-            "files would become part of the data; choose a directory outside it")
+            f"error: --out {out}: is inside the dataset's image folders in {root}, where the "
+            "run's plots would become images of the data; choose a directory outside them")
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    split = tmp_path / "split"
+    shutil.copytree(root, split / "train")
+    shutil.copytree(root, split / "val")
+    assert FolderDataset(split).reads_from(split / "val" / "run")
+    assert not FolderDataset(split).reads_from(split / "runs" / "r1")
 
 
 def test_a_damaged_checkpoint_is_not_reported_as_a_full_disk(faces, tmp_path: Path) -> None:

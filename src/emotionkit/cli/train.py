@@ -111,7 +111,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     run continues with the same command plus --resume.
     """
     from ..training.architectures import get_architecture
-    from ..training.datasets import open_dataset
+    from ..training.datasets import FolderDataset, open_dataset
 
     setup_logging(quiet)
     label_list = parse_labels(labels)
@@ -142,9 +142,6 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         trainer.check_out_dir()
     except TrainingError as exc:
         fail(f"--out {exc}")
-    if data.is_dir() and out_dir.resolve().is_relative_to(data.resolve()):
-        fail(f"--out {out_dir}: is inside the dataset folder {data}, where the run's files "
-             "would become part of the data; choose a directory outside it", 2)
     if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
         for spec in teacher:
             check_classifier_spec("--teacher", spec, soft_labels=True)
@@ -153,6 +150,10 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     check_ferplus(data, ferplus)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
+    if isinstance(dataset, FolderDataset) and dataset.reads_from(out_dir):
+        fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where the "
+             "run's plots would become images of the data; choose a directory outside them",
+             2)
     train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
     val_data = run_or_fail(dataset.load, val_split or dataset.val_split)
     click.echo(f"training {arch} on {len(train_data)} images, validating on {len(val_data)}; "

@@ -282,6 +282,13 @@ class FolderDataset(LabelledDataset):
         self.source_labels = self._source_labels(folder_names, labels)
         self._files = self._list_files()
 
+    def reads_from(self, path: str | Path) -> bool:
+        """Whether files put under ``path`` would be read as this dataset's images: ``path``
+        is inside a split folder, or anywhere under the root of a dataset without split
+        folders (where a new folder becomes a label)."""
+        where = Path(path).resolve()
+        return any(where.is_relative_to(d.resolve()) for d in self._split_dirs.values())
+
     @property
     def splits(self) -> tuple[str, ...]:
         """Those of ``train``, ``val`` and ``test`` that have image files: the split folders
