@@ -76,6 +76,9 @@ def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
       emotionkit detect photo.jpg --annotate annotated/
       emotionkit detect clip.mp4 --format csv --smoothing 0.6 --annotate clip-out.mp4 > rows.csv
     """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..errors import EmotionKitError
     from ..recognizer import EmotionRecognizer
     from ..video import check_video_output, is_video_source
 
@@ -134,10 +137,6 @@ def detect(names: tuple[str, ...], detector: str, classifier: str, fmt: str,
     writer: _Writer = (_VideoRowWriter if all(videos) else _ImageWriter)(fmt, rec.labels,
                                                                          stream)
     problems: list[str] = []
-    from concurrent.futures.process import BrokenProcessPool
-
-    from ..errors import EmotionKitError
-
     try:
         if all(videos):
             for item in inputs:
