@@ -282,7 +282,8 @@ def test_label_without_training_images_is_an_error(faces, tmp_path: Path) -> Non
     result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "cli"),
                                      "--labels", "happy,angry,sad", "--epochs", "1", "--quiet"])
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert result.exit_code == 1 and len(errors) == 1 and "angry" in errors[0]
+    # a label without a folder: a usage error, found before the images are read
+    assert result.exit_code == 2 and len(errors) == 1 and "angry" in errors[0]
 
 
 def test_unwritable_out_and_bad_option_values_are_one_line_errors(faces,
@@ -743,3 +744,17 @@ def test_a_damaged_checkpoint_is_not_reported_as_a_full_disk(faces, tmp_path: Pa
         _trainer(out, epochs=2, resume=True).fit(train, val)
     message = str(err.value)
     assert "cannot read" in message and "damaged" in message and "cannot write" not in message
+
+
+def test_cli_train_names_a_label_without_a_folder_before_reading_images(
+        faces, tmp_path: Path) -> None:
+    """``--labels happy,sda`` (a typo) on a folder dataset was reported only after every
+    image had been decoded ("no training images for sda")."""
+    root, _, _ = faces
+    result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "run"),
+                                     "--labels", "happy,sda", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"error: --labels: no label folder in {root} for sda (its labels: happy, sad)")
+    assert "images" not in result.output  # nothing was read
+    assert FolderDataset(root, labels=["sad", "Happy"]).labels_without_folder == ()

@@ -150,6 +150,10 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     check_ferplus(data, ferplus)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
+    if isinstance(dataset, FolderDataset) and dataset.labels_without_folder:
+        fail(f"--labels: no label folder in {data} for "
+             f"{', '.join(dataset.labels_without_folder)} (its labels: "
+             f"{', '.join(dataset.folder_labels)})", 2)
     if isinstance(dataset, FolderDataset) and dataset.reads_from(out_dir):
         fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where the "
              "run's plots would become images of the data; choose a directory outside them",

@@ -241,6 +241,11 @@ class FolderDataset(LabelledDataset):
 
     Images of any size and colour are decoded with :func:`emotionkit.load_image` and
     converted/resized like inference does. Unreadable files are skipped and counted.
+
+    Attributes:
+        labels: the labels :meth:`load` gives, in output order.
+        folder_labels: the labels the label folders give, in the default order (what
+            ``labels`` is without the ``labels`` argument).
     """
 
     def __init__(
@@ -278,9 +283,17 @@ class FolderDataset(LabelledDataset):
                 f"{self.root}: no label folders found; expected root/<label>/*.jpg or "
                 "root/<split>/<label>/*.jpg"
             )
+        self.folder_labels = self._resolve_labels(folder_names, None)
         self.labels = self._resolve_labels(folder_names, labels)
         self.source_labels = self._source_labels(folder_names, labels)
         self._files = self._list_files()
+
+    @property
+    def labels_without_folder(self) -> tuple[str, ...]:
+        """Those of :attr:`labels` that no label folder gives (matched as :attr:`labels`
+        are: case, synonyms): an evaluation may name them, training cannot learn them."""
+        return tuple(label for label in self.labels
+                     if _match_label(self.folder_labels, label) is None)
 
     def reads_from(self, path: str | Path) -> bool:
         """Whether files put under ``path`` would be read as this dataset's images: ``path``
@@ -373,7 +386,7 @@ class FolderDataset(LabelledDataset):
         gives, as :meth:`ImageData.select_labels` would set them. Otherwise ``()``."""
         if labels is None:
             return ()
-        source = list(self._resolve_labels(folder_names, None))
+        source = list(self.folder_labels)
         for i, label in enumerate(self.labels):
             match = _match_label(source, label)
             if match is None or match in self.labels[:i]:
