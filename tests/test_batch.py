@@ -269,6 +269,84 @@ def test_a_worker_that_dies_costs_only_its_image(photo_dir: Path, tmp_path: Path
     assert got == expected
 
 
+class _DiesOnMarkerTelling(_DiesOnMarker):
+    """:class:`_DiesOnMarker`, writing the id of the process it kills to ``pid_file``."""
+
+    def __init__(self, pid_file: Path) -> None:
+        super().__init__()
+        self.pid_file = pid_file
+
+    def detect(self, image: np.ndarray) -> list:
+        if image.shape[1] == _MARKER_WIDTH:
+            self.pid_file.write_text(str(os.getpid()))
+        return super().detect(image)
+
+
+def _wait_until_gone(pid_file: Path) -> None:
+    """Wait until the process named in ``pid_file`` has ended and been reaped (its pool has
+    then marked itself broken), and a moment more."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+        except (FileNotFoundError, ValueError):
+            pass  # not written yet
+        except ProcessLookupError:
+            time.sleep(0.5)
+            return
+        time.sleep(0.05)
+    raise AssertionError("the worker given the marker image did not die")
+
+
+def test_a_worker_dying_while_the_paths_are_read_costs_only_its_image(
+        photo_dir: Path, tmp_path: Path, astronaut_bgr: np.ndarray,
+        brightness_model_dir: Path) -> None:
+    """A lazy ``paths`` (e.g. a slow directory walk) still being read when a worker dies:
+    handing the next image to the broken pool raised BrokenProcessPool and ended the run."""
+    paths = sorted(photo_dir.iterdir())
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    pid_file = tmp_path / "killed.pid"
+
+    def listing():
+        yield paths[0]
+        yield killer
+        _wait_until_gone(pid_file)
+        yield from paths[1:]
+
+    got = _summary(iter_detect_paths(listing(), detector=_DiesOnMarkerTelling(pid_file),
+                                     classifier=brightness_model_dir, workers=2,
+                                     chunk_size=2))
+    expected = _summary(iter_detect_paths(paths, detector="haar",
+                                          classifier=brightness_model_dir))
+    _, faces, error = got.pop(1)
+    assert faces == [] and error is not None
+    assert error.startswith(f"{killer}: the worker process died while handling this image")
+    assert got == expected
+
+
+def test_only_the_images_that_kill_workers_are_left_out(tmp_path: Path,
+                                                         astronaut_bgr: np.ndarray,
+                                                         brightness_model_dir: Path) -> None:
+    """Two images that kill their worker among many: the images run again one at a time
+    after the first death used to share the pool with newer tasks, so the second killer
+    could end the worker of a healthy image, which was then left out in its place."""
+    paths = []
+    for i in range(36):
+        side = 172 + 2 * i  # sizes at which Haar finds the face
+        paths.append(tmp_path / f"img{i:02d}.png")
+        cv2.imwrite(str(paths[-1]), cv2.resize(astronaut_bgr, (side, side)))
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    with_killers = [*paths[:3], killer, *paths[3:11], killer, *paths[11:]]
+    got = _summary(iter_detect_paths(with_killers, detector=_DiesOnMarker(),
+                                     classifier=brightness_model_dir, workers=2,
+                                     chunk_size=4))
+    expected = _summary(iter_detect_paths(paths, detector="haar",
+                                          classifier=brightness_model_dir))
+    assert [got.pop(12)[0], got.pop(3)[0]] == ["killer.png", "killer.png"]
+    assert got == expected
+    assert [len(faces) for _, faces, _ in got] == [1] * len(paths)
+
+
 def test_workers_dying_on_image_after_image_stop_the_run(tmp_path: Path,
                                                          astronaut_bgr: np.ndarray,
                                                          brightness_model_dir: Path) -> None:

@@ -69,8 +69,9 @@ def test_detect_dataset_from_bytes_and_paths(local_ray, tmp_path: Path,
 def test_detect_dataset_uses_no_deprecated_ray_argument(local_ray, tmp_path: Path,
                                                          caplog: pytest.LogCaptureFixture,
                                                          brightness_model_dir: Path) -> None:
-    """``concurrency=`` of ``map_batches`` is deprecated since Ray 2.51 and logged a warning
-    at every call: the actor pool is given as ``compute=ActorPoolStrategy(size=...)``."""
+    """Ray logs a warning at every ``map_batches`` call with a deprecated argument:
+    ``concurrency=`` from Ray 2.51, ``compute=`` in Ray 2.9 to 2.50. The actor pool is given
+    in the form the installed Ray takes."""
     import logging
 
     from emotionkit.integrations.ray import detect_dataset
@@ -91,3 +92,20 @@ def test_an_empty_batch_keeps_the_column_types(brightness_model_dir: Path) -> No
     predictor = EmotionPredictor(detector="haar", classifier=str(brightness_model_dir))
     out = predictor({"path": np.array([], dtype=str)})
     assert out["num_faces"].dtype == np.int64 and len(out["faces"]) == 0
+
+
+@pytest.mark.parametrize(("version", "argument"), [
+    ("2.9.0", "concurrency"), ("2.50.1", "concurrency"), ("2.51.0", "compute"),
+    ("2.60.0rc1", "compute"), ("3.0.0.dev0", "compute"), ("10.1.0", "compute")])
+def test_the_actor_pool_argument_follows_the_ray_version(version: str, argument: str) -> None:
+    """``compute=ActorPoolStrategy`` was passed to every Ray; Ray 2.9 to 2.50 (the extra
+    takes ``ray[data]>=2.9``) deprecate it in favour of ``concurrency=``."""
+    from emotionkit.integrations.ray import _actor_pool
+
+    pool = _actor_pool(3, version)
+    assert list(pool) == [argument]
+    if argument == "compute":
+        assert isinstance(pool["compute"], ray.data.ActorPoolStrategy)
+        assert (pool["compute"].min_size, pool["compute"].max_size) == (3, 3)
+    else:
+        assert pool["concurrency"] == 3

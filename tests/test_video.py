@@ -595,3 +595,14 @@ def test_annotated_video_too_wide_for_its_codec_says_so(tmp_path: Path) -> None:
     with AnnotatedVideoWriter(tmp_path / "wide.avi", 10) as writer:
         writer.write(wide, [])
     assert cv2.VideoCapture(str(tmp_path / "wide.avi")).read()[1].shape == wide.shape
+
+
+def test_annotated_video_codec_limit_named_only_for_a_side_over_it(tmp_path: Path) -> None:
+    """mp4v cannot encode a 1x1 frame either: the message used to blame its 8191-pixel
+    limit for any frame it refused."""
+    from emotionkit.video import AnnotatedVideoWriter, VideoError
+
+    with pytest.raises(VideoError, match=r"cannot encode 1x1 frames as \.mp4 \(mp4v\)") as err:
+        AnnotatedVideoWriter(tmp_path / "dot.mp4", 10).write(np.zeros((1, 1, 3), np.uint8), [])
+    assert "8191" not in str(err.value) and "try .avi or .mkv" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

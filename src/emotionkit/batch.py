@@ -155,10 +155,11 @@ def iter_detect_paths(
 
     An unreadable image gives a result with ``error`` set and the run goes on. A worker
     process that dies (out of memory, a crash in native code) costs only the image it
-    was handling: new workers take over, and that image gets an ``error``. Closing the
-    generator early (``break``, Ctrl-C) ends the workers at once. Bad arguments and an
-    unknown detector or classifier raise at the call, before any image is read; worker
-    processes start with the first result asked for.
+    was handling: new workers take over, the images in flight are run again one at a
+    time in one more worker process, and the image that kills it gets an ``error``.
+    Closing the generator early (``break``, Ctrl-C) ends the workers at once. Bad
+    arguments and an unknown detector or classifier raise at the call, before any image
+    is read; worker processes start with the first result asked for.
 
     Raises:
         ValueError: ``workers`` or ``chunk_size`` is below 1.
@@ -228,42 +229,88 @@ _DEATHS_IN_A_ROW = 3
 image, e.g. out of memory as they start, would otherwise restart for each image)."""
 
 
-class _Workers:
-    """The worker processes (``spawn``): a process pool that is started anew when one of
-    its processes dies. Tasks are a list of sources each; their answers ``_Detected``."""
+class _Pool:
+    """``count`` worker processes (``spawn``) running :func:`_worker_detect`, started with
+    the first task and again after :meth:`restart`."""
 
     def __init__(self, count: int, initargs: tuple[Any, ...]) -> None:
         self._count, self._initargs = count, initargs
-        self._pool = self._start()
-        self._generation = 0  # pools started after the first
+        self._executor: ProcessPoolExecutor | None = None
+        self.generation = 0  # restarts so far
+
+    def submit(self, sources: list[Any]) -> Future[list[_Detected]]:
+        """A task for ``sources``. In a pool broken by a worker that died, the task fails
+        (its future holds ``BrokenProcessPool``) rather than this call."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._count, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=self._initargs)
+        try:
+            return self._executor.submit(_worker_detect, sources)
+        except BrokenProcessPool as exc:
+            failed: Future[list[_Detected]] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def restart(self) -> None:
+        """End the workers at once; new ones start with the next task."""
+        self.stop(now=True)
+        self._executor = None
+        self.generation += 1
+
+    def stop(self, *, now: bool) -> None:
+        """Shut the pool down: ``now``, ending the workers at once (their work in flight
+        is lost), else after they finished it."""
+        if self._executor is None:
+            return
+        if not now:
+            self._executor.shutdown(wait=True)
+            return
+        processes = list((getattr(self._executor, "_processes", None) or {}).values())
+        manager = getattr(self._executor, "_executor_manager_thread", None)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+        if manager is not None:
+            # It joins the processes too: one that it reaped first would otherwise still
+            # be listed by multiprocessing.active_children() for a moment.
+            manager.join(timeout=10)
+
+
+class _Workers:
+    """The worker processes: ``count`` for the tasks, a list of sources each, and one more
+    that runs the images of a task again one at a time when a worker died on it."""
+
+    def __init__(self, count: int, initargs: tuple[Any, ...]) -> None:
+        self._pool = _Pool(count, initargs)
+        # Alone in its pool, so that a death there can only come from the image it runs.
+        self._solo = _Pool(1, initargs)
         self._deaths = 0  # images in a row on which a worker died
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self._count,
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=self._initargs)
-
     def submit(self, sources: list[Any]) -> tuple[int, Future[list[_Detected]]]:
-        return self._generation, self._pool.submit(_worker_detect, sources)
+        return self._pool.generation, self._pool.submit(sources)
 
     def answers(self, sources: list[Any], task: tuple[int, Future[list[_Detected]]]
                 ) -> list[_Detected]:
         """The answers of a task from :meth:`submit`. If a worker died meanwhile (the pool
-        is then broken and every task in it fails), each source is run again on its own in
-        a new pool, so that the one that kills its worker again is known: it gets an error."""
+        is then broken and every task in it fails), the pool is started anew and each
+        source is run again on its own, so that the one that kills its worker again is
+        known: it gets an error."""
         generation, future = task
         try:
             answers = future.result()
         except BrokenProcessPool:
-            if generation == self._generation:
-                self._restart()
+            if generation == self._pool.generation:
+                self._pool.restart()
             return [self._alone(source) for source in sources]
         self._deaths = 0
         return answers
 
     def _alone(self, source: Any) -> _Detected:
         try:
-            (answer,) = self.submit([source])[1].result()
+            (answer,) = self._solo.submit([source]).result()
         except BrokenProcessPool:
             self._deaths += 1
             if self._deaths == _DEATHS_IN_A_ROW:
@@ -271,30 +318,17 @@ class _Workers:
                     f"worker processes died on {_DEATHS_IN_A_ROW} images in a row (the last: "
                     f"{_name(source)}); they may run out of memory, or the detector crashes: "
                     "try fewer workers") from None
-            self._restart()
+            self._solo.restart()
             return _Detected([], [], f"{_name(source)}: the worker process died while "
                              "handling this image (out of memory, or a crash in native "
                              "code); the image is left out")
         self._deaths = 0
         return answer
 
-    def _restart(self) -> None:
-        self.stop(now=True)
-        self._pool = self._start()
-        self._generation += 1
-
     def stop(self, *, now: bool) -> None:
-        """Shut the pool down: ``now``, ending the workers at once (their work in flight
-        is lost), else after they finished it."""
-        if not now:
-            self._pool.shutdown(wait=True)
-            return
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join()
+        """Shut the workers down: ``now``, ending them at once, else after their work."""
+        self._pool.stop(now=now)
+        self._solo.stop(now=now)
 
 
 def _pooled(pool: _Workers, paths: Iterable[Any], ahead: int,

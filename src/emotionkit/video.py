@@ -34,6 +34,8 @@ VideoSource = str | Path | int
 """A video file path, or a camera index (``0`` is the default camera)."""
 
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+_MAX_SIDE = {"mp4v": 8191, "MJPG": 65500}  # pixels a side each codec can encode
+_OTHER_TYPES = {"mp4v": ".avi or .mkv", "MJPG": ".mp4"}  # what to try when one fails
 
 
 class VideoError(EmotionKitError, OSError):
@@ -299,10 +301,16 @@ class AnnotatedVideoWriter:
         if not os.access(self.path.parent, os.W_OK):
             raise VideoError(f"{self.path}: cannot write in {self.path.parent}; choose "
                              "another folder")
-        raise VideoError(f"{self.path}: OpenCV cannot encode {width}x{height} frames as "
-                         f"{self.path.suffix} ({self._fourcc}); .mp4, .m4v and .mov take at "
-                         "most 8191 pixels a side, .avi and .mkv 65500: use .avi or .mkv, or "
-                         "a smaller video")
+        cannot = (f"{self.path}: OpenCV cannot encode {width}x{height} frames as "
+                  f"{self.path.suffix} ({self._fourcc})")
+        limit = _MAX_SIDE[self._fourcc]
+        if max(width, height) <= limit:
+            raise VideoError(f"{cannot}; try {_OTHER_TYPES[self._fourcc]}, or frames of "
+                             "another size")
+        wider = (f".avi or .mkv (at most {_MAX_SIDE['MJPG']}), or "
+                 if self._fourcc == "mp4v" else "")
+        raise VideoError(f"{cannot}; it takes at most {limit} pixels a side: use {wider}a "
+                         "smaller video")
 
     def write(self, frame_bgr: np.ndarray, faces: Sequence[TrackedFace]) -> None:
         """Draw ``faces`` onto a copy of ``frame_bgr`` and append it to the video.

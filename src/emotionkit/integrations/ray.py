@@ -25,6 +25,7 @@ input columns except ``bytes`` and add:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
                    concurrency: int = 1, batch_size: int = 64,
                    num_cpus: float | None = None, num_gpus: float | None = None) -> Any:
     """``ds.map_batches`` with :class:`EmotionPredictor` on a pool of ``concurrency`` actors
-    (``compute=ray.data.ActorPoolStrategy(size=concurrency)``): a lazy dataset of results.
+    (``compute=ray.data.ActorPoolStrategy(size=concurrency)`` from Ray 2.51,
+    ``concurrency=concurrency`` before): a lazy dataset of results.
 
     Args:
         ds: a ``ray.data.Dataset`` with a ``bytes`` or a ``path`` column.
@@ -94,9 +96,9 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
         batch_size: rows per batch; their faces are classified together.
         num_cpus, num_gpus: resources per actor (Ray's defaults when ``None``).
     """
-    from ray.data import ActorPoolStrategy
+    import ray
 
-    kwargs: dict[str, Any] = {}
+    kwargs = _actor_pool(concurrency, ray.__version__)
     if num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     if num_gpus is not None:
@@ -105,5 +107,20 @@ def detect_dataset(ds: Any, *, detector: str | Any = "mediapipe",
         EmotionPredictor,
         fn_constructor_kwargs={"detector": detector, "classifier": classifier,
                                "margin": margin},
-        batch_size=batch_size, batch_format="numpy",
-        compute=ActorPoolStrategy(size=concurrency), **kwargs)
+        batch_size=batch_size, batch_format="numpy", **kwargs)
+
+
+_COMPUTE_SINCE = (2, 51)
+"""The Ray version whose ``map_batches`` takes an actor pool as ``compute=`` and deprecates
+``concurrency=``; Ray 2.9 to 2.50 do the reverse."""
+
+
+def _actor_pool(size: int, ray_version: str) -> dict[str, Any]:
+    """The ``map_batches`` argument for a pool of ``size`` actors in Ray ``ray_version``,
+    in the form that Ray does not warn about."""
+    major_minor = re.match(r"(\d+)\.(\d+)", ray_version)
+    if major_minor and tuple(map(int, major_minor.groups())) < _COMPUTE_SINCE:
+        return {"concurrency": size}
+    from ray.data import ActorPoolStrategy
+
+    return {"compute": ActorPoolStrategy(size=size)}
