@@ -38,14 +38,14 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
     from ..registry import resolve_classifier
     from ..training.datasets import open_dataset
-    from ..training.evaluation import _supports_tta, evaluate_classifier
+    from ..training.evaluation import evaluate_classifier, supports_tta
 
     setup_logging(quiet=fmt == "json")
     check_ferplus(data, ferplus)
     if out_dir is not None:
         _check_report_dir(out_dir)
     classifier = run_or_fail(resolve_classifier, classifier_name, exit_code=2)
-    if tta and not _supports_tta(classifier):
+    if tta and not supports_tta(classifier):
         fail(f"classifier {classifier_name!r} does not support --tta")
     config = getattr(classifier, "config", None)
     options: dict[str, Any] = {

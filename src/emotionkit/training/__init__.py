@@ -23,7 +23,12 @@ from .datasets import (
     match_labels,
     open_dataset,
 )
-from .evaluation import EvaluationReport, evaluate_classifier, evaluate_predictions
+from .evaluation import (
+    EvaluationReport,
+    evaluate_classifier,
+    evaluate_predictions,
+    supports_tta,
+)
 
 __all__ = [
     "FERPLUS_LABELS",
@@ -46,6 +51,7 @@ __all__ = [
     "match_labels",
     "open_dataset",
     "register_architecture",
+    "supports_tta",
 ]
 
 

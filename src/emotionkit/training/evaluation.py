@@ -21,7 +21,7 @@ import numpy as np
 from .._plotting import figure as _figure
 from .datasets import DatasetError, ImageData, _match_label
 
-__all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions"]
+__all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions", "supports_tta"]
 
 log = logging.getLogger("emotionkit.training")
 
@@ -189,7 +189,7 @@ def evaluate_classifier(
     labels (e.g. a 7-class model scored on angry/happy/sad). The report then has these
     labels.
     """
-    if tta and not _supports_tta(classifier):
+    if tta and not supports_tta(classifier):
         raise DatasetError(f"{type(classifier).__name__} has no test-time augmentation (its "
                            "predict() takes no tta); evaluate it without tta (--tta)")
     model_labels = tuple(classifier.labels)
@@ -244,7 +244,7 @@ def save_history_png(history: dict[str, list[float]], path: str | Path) -> Path:
     return path
 
 
-def _supports_tta(classifier: Any) -> bool:
+def supports_tta(classifier: Any) -> bool:
     """Whether ``classifier.predict`` takes ``tta`` (test-time augmentation, as
     :class:`~emotionkit.classifiers.KerasClassifier`'s does)."""
     try:
