@@ -19,7 +19,11 @@ _TEXT_BGR = (255, 255, 255)
 
 def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     """A BGR ``uint8`` copy of ``image_bgr`` with each face's box and ``"label 0.87"``
-    drawn on it.
+    (its top emotion and that emotion's probability) drawn on it.
+
+    Boxes are green (BGR ``(0, 200, 0)``), at the face's ``box`` in pixels of the image;
+    each label is white text on a green band above its box (below it where there is no
+    room above; always inside the image). Line width and text size grow with the image.
 
     ``image_bgr`` is a BGR ``uint8`` array ``(H, W, 3)``, as :func:`emotionkit.load_image`
     returns and ``cv2.VideoCapture`` gives; other arrays ``load_image`` takes (grayscale,

@@ -50,7 +50,10 @@ class Face:
         return max(self.emotions, key=lambda k: self.emotions[k])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: box, score, emotions, top_emotion, landmarks."""
+        """A JSON-serialisable dict: ``box`` (``[x, y, w, h]`` ints, pixels), ``score``
+        (``None`` or rounded to 6 decimals), ``emotions`` (label -> probability, rounded to
+        6 decimals), ``top_emotion`` and ``landmarks`` (name -> ``[x, y]`` pixels, rounded
+        to 2 decimals)."""
         return {
             "box": [int(v) for v in self.box],
             "score": None if self.score is None else round(float(self.score), 6),

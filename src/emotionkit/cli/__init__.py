@@ -4,6 +4,7 @@ import TensorFlow."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import importlib
 import os
@@ -81,6 +82,10 @@ def main() -> None:
 
     Native start-up logging of TensorFlow and MediaPipe is hidden; set
     EMOTIONKIT_NATIVE_LOGS=1 to see it.
+
+    Exit codes: 0 done; 1 an input or the work failed (a batch goes on past a bad
+    input); 2 a usage error, an unknown detector or classifier or an unloadable model;
+    130 interrupted (Ctrl-C).
     """
 
 
@@ -91,17 +96,36 @@ def run() -> None:
     The redirect is done here, not in :func:`main`, so that calling ``main`` in-process
     (e.g. with click's ``CliRunner``) leaves the caller's stderr alone.
     """
-    if not os.environ.get("EMOTIONKIT_NATIVE_LOGS"):
+    if not _native_logs_wanted():
         _hide_native_stderr()
-    # results name files as given: a name that is not UTF-8 is written back as its bytes
-    with contextlib.suppress(AttributeError, ValueError):  # not a reconfigurable stream
-        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+    _set_stdout_errors()
     from PIL import Image
 
     # photos of 90-180 megapixels load (larger ones are refused with an error line): no
     # warning about them; the library leaves this to its callers' filters
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     main()
+
+
+def _native_logs_wanted() -> bool:
+    """Whether ``EMOTIONKIT_NATIVE_LOGS`` asks for the native logs: set, and not ``0``,
+    ``false``, ``no`` or ``off``."""
+    value = os.environ.get("EMOTIONKIT_NATIVE_LOGS", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def _set_stdout_errors() -> None:
+    """Results name files as given. On a UTF-8 stdout a name that is not UTF-8 is written
+    back as its bytes; on another encoding (output redirected on Windows: the ANSI code
+    page, e.g. cp1252) characters it cannot hold are written as ``\\uXXXX`` escapes rather
+    than stopping the run with a ``UnicodeEncodeError``."""
+    try:
+        utf8 = codecs.lookup(sys.stdout.encoding).name == "utf-8"
+    except (AttributeError, LookupError, TypeError):  # no stream, or an unknown encoding
+        utf8 = False
+    with contextlib.suppress(AttributeError, ValueError):  # not a reconfigurable stream
+        sys.stdout.reconfigure(  # type: ignore[union-attr]
+            errors="surrogateescape" if utf8 else "backslashreplace")
 
 
 def _hide_native_stderr() -> None:
