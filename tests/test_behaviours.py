@@ -385,7 +385,7 @@ def test_cli_evaluate_tta_without_support_is_one_error_line(tmp_path: Path) -> N
         runner = CliRunner()
         result = runner.invoke(main, ["evaluate", str(root), "--classifier", "test-no-tta",
                                       "--tta"])
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert result.output == "error: classifier 'test-no-tta' does not support --tta\n"
         # without --tta the same classifier evaluates (so the error is about --tta only)
         result = runner.invoke(main, ["evaluate", str(root), "--classifier", "test-no-tta",

@@ -222,3 +222,27 @@ def test_draw_faces_colours_are_the_documented_ones() -> None:
     assert out[82 + 48, 177].tolist() == [0, 200, 0]  # the box's left edge
     band = out[60:80, 180:200].reshape(-1, 3).tolist()  # the label above the box
     assert [0, 200, 0] in band and [255, 255, 255] in band
+
+
+def test_every_option_has_help_and_short_help_is_whole() -> None:
+    """``--batch-size``, ``--weight-decay``, ``--label-smoothing`` and ``--seed`` of
+    ``train`` had no help text, and ``emotionkit models --help`` cut ``download``'s line
+    to "Download NAME..."."""
+    bare = [f"emotionkit {' '.join(path)} {param.opts[0]}" for path, command in _commands()
+            for param in command.params
+            if isinstance(param, click.Option) and not param.help and not param.hidden
+            and param.opts[0] not in ("--help", "--version")]
+    assert bare == []
+    cut = [" ".join(path) for path, command in _commands() if path
+           and command.get_short_help_str(limit=200).endswith("...")]
+    assert cut == []
+
+
+def test_quiet_and_classifier_have_the_same_short_names_everywhere() -> None:
+    """``detect`` has ``-q`` and ``-c``; ``train --quiet`` and ``evaluate --classifier``
+    lacked them."""
+    short = {"--quiet": "-q", "--classifier": "-c"}
+    missing = [f"emotionkit {' '.join(path)} {long}" for path, command in _commands()
+               for param in command.params if isinstance(param, click.Option)
+               for long, name in short.items() if long in param.opts and name not in param.opts]
+    assert missing == []

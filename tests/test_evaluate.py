@@ -329,3 +329,48 @@ def test_tta_is_applied_or_refused_never_dropped(tmp_path: Path) -> None:
                           channels=3).load("train")
     with pytest.raises(DatasetError, match="_MeanBrightness has no test-time augmentation"):
         evaluate_classifier(_MeanBrightness(), plain, tta=True)
+
+
+@pytest.mark.parametrize("split", ["tset", "PrivateTest"])
+def test_cli_evaluate_unknown_split_is_a_usage_error(tmp_path: Path, split: str) -> None:
+    """docs/cli.md: a --split the dataset does not have is exit code 2 (it was 1), one
+    line naming the splits it has; a split folder whose images cannot be read stays 1."""
+    root = _bright_dark_folder(tmp_path / "bd")
+    result = _runner().invoke(main, ["evaluate", str(root), "--split", split])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"error: {root}: no split {split!r}; available: train\n")
+    broken = tmp_path / "broken" / "test" / "happy"
+    broken.mkdir(parents=True)
+    for i in range(2):
+        (broken / f"{i}.png").write_bytes(b"not a png")
+    result = _runner().invoke(main, ["evaluate", str(tmp_path / "broken"), "--split", "test"])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {tmp_path / 'broken'} [test]: no usable images (2 unreadable "
+                      "files)"]
+
+
+def test_cli_evaluate_short_classifier_option(brightness_model_dir: Path,
+                                              tmp_path: Path) -> None:
+    """``-c`` is ``--classifier``, as for ``detect``."""
+    root = _bright_dark_folder(tmp_path / "bd")
+    result = _runner().invoke(main, ["evaluate", str(root), "-c", str(brightness_model_dir),
+                                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 20
+
+
+def test_cli_evaluate_tta_without_support_is_a_usage_error(tmp_path: Path) -> None:
+    """``--tta`` with a classifier that has no flipped-face averaging is a wrong option for
+    it: exit code 2 (it was 1), one line, before any image is read."""
+    from emotionkit.registry import _classifiers, register_classifier
+
+    root = _bright_dark_folder(tmp_path / "bd")
+    register_classifier("test-eval-no-tta", _MeanBrightness)
+    try:
+        result = _runner().invoke(main, ["evaluate", str(root), "-c", "test-eval-no-tta",
+                                         "--tta"])
+    finally:
+        _classifiers.unregister("test-eval-no-tta")
+    assert result.exit_code == 2, result.output
+    assert result.output == "error: classifier 'test-eval-no-tta' does not support --tta\n"

@@ -412,7 +412,31 @@ def test_models_cli(pinned, monkeypatch: pytest.MonkeyPatch) -> None:
     assert failed.exit_code == 1
     assert "error: me/missing: repository not found" in failed.stderr
     unknown = runner.invoke(cli, ["models", "info", "nope"])
-    assert unknown.exit_code == 1 and "error: unknown hub model 'nope'" in unknown.stderr
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("error: unknown hub model 'nope'")
+    assert len(unknown.output.splitlines()) == 1
+
+
+def test_models_unknown_name_or_bad_spec_is_a_usage_error(pinned) -> None:
+    """docs/cli.md: an unknown model name is exit code 2 (``models info`` and ``models
+    download`` gave 1), one ``error:`` line; ``download`` fetches nothing then."""
+    runner = _runner()
+    for args in (["info", "nope"], ["info", "hf://model"], ["download", "nope"],
+                 ["download", "test-fer7", "hf://a/b/c"]):
+        result = runner.invoke(cli, ["models", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.output
+        assert result.stderr.startswith("error: ")
+    assert not hub.is_cached("test-fer7")
+
+
+def test_models_help_shows_whole_short_help() -> None:
+    """``emotionkit models --help`` cut download's first line to "Download NAME...";
+    each subcommand's short help is its own whole sentence."""
+    result = _runner().invoke(cli, ["models", "--help"])
+    assert result.exit_code == 0
+    listed = result.output.split("Commands:")[1]
+    assert "Download NAME..." not in listed and "..." not in listed
+    assert "Download models into the cache" in listed
 
 
 def test_train_push_and_load_elsewhere_end_to_end(
@@ -786,6 +810,6 @@ def test_repo_ids_the_hub_refuses_are_refused_up_front(hub_env: FakeHub) -> None
         with pytest.raises(ModelLoadError, match=re.escape(f"invalid repository id {repo_id!r}")):
             hub.parse_spec(f"hf://{repo_id}")
     result = _runner().invoke(cli, ["models", "download", "hf://me/a--b"])
-    assert result.exit_code == 1 and result.stderr.startswith(
+    assert result.exit_code == 2 and result.stderr.startswith(
         "error: 'hf://me/a--b': invalid repository id 'me/a--b' (OWNER/REPO:")
     assert hub.parse_spec("hf://me_2/a_b.c-d") == ("me_2/a_b.c-d", None)

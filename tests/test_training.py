@@ -222,7 +222,7 @@ def test_cli_train_and_evaluate_on_folder(faces, tmp_path: Path) -> None:
     assert ModelConfig.read(out / "config.json").extra["training"]["arch_options"]["widths"] \
         == [8, 16]
     again = runner.invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1"])
-    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert again.exit_code == 2 and "Traceback" not in again.output
     assert again.output == (f"error: --out {out}: already holds a training run; add --resume "
                             "to continue it, or choose another --out directory\n")
     result = runner.invoke(main, ["evaluate", str(root), "--classifier", str(out),
@@ -261,7 +261,7 @@ def test_one_label_is_an_error_not_a_perfect_score(faces, tmp_path: Path) -> Non
                             labels=["happy"])
     for command in (["train", str(root), "--out", str(tmp_path / "o")], ["evaluate", str(root)]):
         result = _runner().invoke(main, [*command, "--labels", "happy,"])
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a usage error, like any bad option value
         assert result.output == ("error: --labels happy,: give two or more labels, "
                                  "comma-separated (with one, every answer is that label)\n")
     # a folder dataset with one label folder: the trainer's error, one line
@@ -295,8 +295,6 @@ def test_unwritable_out_and_bad_option_values_are_one_line_errors(faces,
     for command, message in [
         (["train", str(root), "--out", str(tmp_path / "afile" / "m"), "--epochs", "1"],
          "cannot create the output directory"),
-        (["train", str(root), "--out", str(tmp_path / "o"), "--epochs", "1",
-          "--arch-option", 'widths="oops"'], "cannot be built with options {'widths': 'oops'}"),
         (["evaluate", str(root), "--out", str(tmp_path / "afile" / "report")],
          "cannot write the report there"),
     ]:
@@ -313,12 +311,34 @@ def test_cli_train_errors_are_one_line(tmp_path: Path) -> None:
     result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
                                        str(tmp_path / "o")])
     assert result.exit_code == 1 and result.output.startswith("error: ")
-    result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
-                                       str(tmp_path / "o"), "--arch", "nope"])
-    assert result.exit_code == 1 and "unknown architecture" in result.output
-    result = _runner().invoke(main, ["train", str(tmp_path / "empty"), "--out",
-                                       str(tmp_path / "o"), "--arch-option", "widht=3"])
-    assert result.exit_code == 1 and "unknown option(s) widht" in result.output
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--arch", "nope"], "unknown architecture 'nope'"),
+    (["--arch-option", "widht=3"], "unknown option(s) widht"),
+    (["--arch-option", "widths"], "--arch-option 'widths': expected KEY=VALUE"),
+    (["--arch-option", 'widths="oops"'], "cannot be built with options {'widths': 'oops'}"),
+    (["--lr", "0"], "--lr"),
+    (["--label-smoothing", "1"], "--label-smoothing"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--labels", "happy"], "give two or more labels"),
+    (["--train-split", "tarin"], "no split 'tarin'"),
+])
+def test_cli_train_usage_errors_exit_2_before_training(faces, tmp_path: Path,
+                                                        options: list[str],
+                                                        message: str) -> None:
+    """docs/cli.md: a wrong option value is exit code 2 (an unknown --arch, a malformed
+    --arch-option and a one-label --labels were 1), one line, and nothing is trained."""
+    root, _, _ = faces
+    out = tmp_path / "o"
+    result = _runner().invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
+                                     "--quiet", *options])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and message in result.output
+    assert not (out / "model.keras").exists()
+    if result.output.startswith("error: "):  # ours (click's own errors have a usage line)
+        assert len(result.output.splitlines()) == 1
+        assert "training fer-cnn on" not in result.output  # found before the data was read
 
 
 def _write_tiny_fer(path: Path, n: int = 300) -> None:
@@ -495,7 +515,7 @@ def test_cli_non_finite_lr_and_bad_seed_are_errors_without_traceback(faces,
     for option, value in (("--lr", "nan"), ("--lr", "inf"), ("--weight-decay", "nan")):
         result = _runner().invoke(main, ["train", str(root), "--out", str(out), option, value,
                                          "--epochs", "1", "--quiet"])
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output  # a bad option value: a usage error
         assert result.output.splitlines() == [
             f"error: {'learning_rate' if option == '--lr' else 'weight_decay'} must be a "
             f"finite number, got {value}"]
@@ -590,12 +610,12 @@ def test_a_model_directory_without_a_run_is_not_overwritten(faces, tmp_path: Pat
     for resume in ([], ["--resume"]):  # the command says so before it loads the data
         result = _runner().invoke(main, ["train", str(root), "--out", str(out), "--epochs",
                                          "1", "--quiet", *resume])
-        assert result.exit_code == 1 and result.output == f"error: --out {message}\n"
+        assert result.exit_code == 2 and result.output == f"error: --out {message}\n"
     assert {name: (out / name).read_bytes() for name in kept} == kept
     (tmp_path / "afile").write_text("not a folder")
     result = _runner().invoke(main, ["train", str(root), "--out", str(tmp_path / "afile"),
                                      "--quiet"])
-    assert result.exit_code == 1 and result.output == (
+    assert result.exit_code == 2 and result.output == (
         f"error: --out {tmp_path / 'afile'}: not a directory; choose another output "
         "directory\n")
     # a run that failed before its first epoch holds no model: the corrected command runs
@@ -655,7 +675,7 @@ def test_cli_evaluate_does_not_overwrite_a_training_runs_report(faces, tmp_path:
                                                          "confusion_matrix.png")}
     result = _runner().invoke(main, ["evaluate", str(root), "--classifier", str(out),
                                      "--out", str(out), "--format", "json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
         f"error: --out {out}: holds a training run's metrics.json (its validation report "
         "and history); choose another --out")

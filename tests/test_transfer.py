@@ -265,7 +265,7 @@ def test_cli_trains_a_transfer_model_with_a_label_subset(fer_csv: Path, tmp_path
     assert result.exit_code == 0, result.output
     assert "angry" in result.output and "neutral" not in result.output
     bad = runner.invoke(main, [*args[:-1], "--base-weights", str(tmp_path / "missing.h5")])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # a bad option value
     assert "missing.h5: no such file" in bad.output and "Traceback" not in bad.output
     fer_cnn = Path(emotionkit.__file__).parent / "data" / "models" / "fer-cnn" / "model.keras"
     bad = runner.invoke(main, [*args[:2], "--out", str(tmp_path / "from-fer-cnn"), *args[4:-1],

@@ -11,6 +11,7 @@ csv`` writes with :func:`read_timelines`. Times are seconds from the start of th
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,12 +99,20 @@ def timelines_from_frames(frames: Iterable[VideoFrame], path: str = "") -> list[
 def read_timelines(path: str | Path) -> list[FaceTimeline]:
     """The timelines in a CSV written by ``emotionkit detect VIDEO --format csv``, one per
     (video, face id), in order of first appearance. A UTF-8 byte-order mark and spaces
-    around the column names, face ids and top emotions (a spreadsheet's re-save) are
-    ignored.
+    around the column names and values (a spreadsheet's re-save) are ignored, and so is the
+    order of the rows (e.g. sorted by face id).
+
+    A video given twice to one ``detect`` run has its rows twice: where a row repeats the
+    first (face id, frame) of its video, a second run of that video starts, and its faces
+    get timelines of their own (same path and face id, after the first run's).
 
     Raises:
-        ResultsFileError: the file cannot be read, is not a video results CSV, has a
-            malformed row (e.g. cut off by a killed run), or holds no face rows.
+        ResultsFileError: the file cannot be read, is not a video results CSV (e.g. no
+            probability columns after ``top_emotion``), has a malformed row (cut off by a
+            killed run; a frame that is not a whole number >= 0; a time that is not a
+            number of seconds >= 0; a top emotion that is not one of the label columns; a
+            probability outside 0..1; the same video, face id and frame twice in one run),
+            or holds no face rows. The message names the file and the line.
     """
     path = Path(path)
     try:
@@ -111,35 +120,104 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
         with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
-            missing = [c for c in _KEY_COLUMNS if c not in header]
-            if missing:
-                raise ResultsFileError(
-                    f"{path}: not a video results csv (no column {', '.join(missing)}); "
-                    "write one with `emotionkit detect VIDEO --format csv`")
-            labels = tuple(header[header.index("top_emotion") + 1:])
-            timelines: dict[tuple[str, str], FaceTimeline] = {}
+            labels = _labels(path, header)
+            runs = _Runs(labels)
             for row in reader:
-                if None in row.values():  # cut off, e.g. by a killed run
-                    given = sum(value is not None for value in row.values())
+                try:
+                    runs.add(row, reader.line_num)
+                except _RowError as exc:
                     raise ResultsFileError(f"{path}: malformed results csv (line "
-                                           f"{reader.line_num} has {given} of {len(header)} "
-                                           "values)")
-                key = (row["path"], row["face_id"].strip())
-                timeline = timelines.get(key)
-                if timeline is None:
-                    face_id = int(key[1]) if key[1].isdigit() else key[1]
-                    timeline = timelines[key] = FaceTimeline(key[0], face_id, labels)
-                timeline.add(float(row["time"]), row["top_emotion"].strip(),
-                             [float(row[k]) for k in labels])
+                                           f"{reader.line_num}: {exc})") from None
     except ResultsFileError:
         raise  # ours, raised above (a ValueError too)
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from exc
-    except (ValueError, KeyError, TypeError, csv.Error) as exc:
+    except (ValueError, csv.Error) as exc:
         raise ResultsFileError(f"{path}: malformed results csv ({exc})") from exc
-    if not timelines:
+    if not runs.timelines:
         raise ResultsFileError(f"{path}: holds no face rows")
-    return list(timelines.values())
+    return list(runs.timelines.values())
+
+
+def _labels(path: Path, header: list[str]) -> tuple[str, ...]:
+    """The label columns of a results CSV's ``header``: those after ``top_emotion``."""
+    missing = [c for c in _KEY_COLUMNS if c not in header]
+    if missing:
+        raise ResultsFileError(
+            f"{path}: not a video results csv (no column {', '.join(missing)}); "
+            "write one with `emotionkit detect VIDEO --format csv`")
+    labels = tuple(header[header.index("top_emotion") + 1:])
+    if not labels or "" in labels or len(set(labels)) < len(labels):
+        raise ResultsFileError(
+            f"{path}: not a video results csv (the columns after top_emotion must be the "
+            f"labels' probabilities, named once each; found {', '.join(labels) or 'none'}); "
+            "write one with `emotionkit detect VIDEO --format csv`")
+    return labels
+
+
+class _RowError(ValueError):
+    """What is wrong with one row of a results CSV (the caller adds file and line)."""
+
+
+class _Runs:
+    """Timelines of a results CSV's rows, by (video, run of that video, face id)."""
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.timelines: dict[tuple[str, int, str], FaceTimeline] = {}
+        self._first: dict[str, tuple[str, int]] = {}  # video -> its first (face id, frame)
+        self._run: dict[str, int] = {}  # video -> its current run
+        self._seen: dict[tuple[str, int, str, int], int] = {}  # row key -> line
+
+    def add(self, row: dict[str | Any, Any], line: int) -> None:
+        """Add one CSV row (read on ``line``); raises :class:`_RowError` if malformed."""
+        if None in row.values():  # cut off, e.g. by a killed run
+            given = sum(value is not None for value in row.values())
+            raise _RowError(f"{given} of {len(row)} values")
+        video, face = row["path"], row["face_id"].strip()
+        if not face:
+            raise _RowError("no face_id")
+        frame = _whole(row["frame"], "frame")
+        time = _number(row["time"], "time", "a number of seconds >= 0", 0.0, math.inf)
+        top = row["top_emotion"].strip()
+        if top not in self.labels:
+            raise _RowError(f"top_emotion {top!r} is not one of the label columns "
+                            f"({', '.join(self.labels)})")
+        probs = [_number(row[k], k, "a probability from 0 to 1", 0.0, 1.0)
+                 for k in self.labels]
+        run = self._run.setdefault(video, 0)
+        if self._first.setdefault(video, (face, frame)) == (face, frame) and \
+                (video, run, face, frame) in self._seen:
+            run = self._run[video] = run + 1  # the video again, e.g. given twice to detect
+        earlier = self._seen.setdefault((video, run, face, frame), line)
+        if earlier != line:
+            raise _RowError(f"face {face} of {video} at frame {frame} again (first on "
+                            f"line {earlier}); remove the repeated row")
+        timeline = self.timelines.get((video, run, face))
+        if timeline is None:
+            timeline = self.timelines[video, run, face] = FaceTimeline(
+                video, int(face) if face.isascii() and face.isdigit() else face, self.labels)
+        timeline.add(time, top, probs)
+
+
+def _whole(text: str, column: str) -> int:
+    """``text`` as a whole number >= 0; :class:`_RowError` naming ``column`` if not."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise _RowError(f"{column} {text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _number(text: str, column: str, what: str, low: float, high: float) -> float:
+    """``text`` as a number from ``low`` to ``high``; :class:`_RowError` saying it should
+    be ``what`` if not."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _RowError(f"{column} {text.strip()!r} is not {what}")
+    return value
 
 
 def plot_timelines(timelines: Sequence[FaceTimeline], out: str | Path) -> None:

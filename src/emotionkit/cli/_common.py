@@ -47,11 +47,22 @@ def run_or_fail(func: Any, *args: Any, exit_code: int = 1, **kwargs: Any) -> Any
 
 
 def parse_labels(labels: str | None) -> list[str] | None:
-    """``--labels a,b,c`` as a list (``None`` when not given); one label is an error."""
+    """``--labels a,b,c`` as a list (``None`` when not given); one label is a usage error
+    (exit status 2)."""
     if not labels:
         return None
     names = [x.strip() for x in labels.split(",") if x.strip()]
     if len(names) < 2:
         fail(f"--labels {labels}: give two or more labels, comma-separated (with one, every "
-             "answer is that label)")
+             "answer is that label)", 2)
     return names
+
+
+def load_split(dataset: Any, split: str) -> Any:
+    """``dataset.load(split)``; a ``split`` that names none of the dataset's splits is a
+    usage error (exit status 2), one that it has but cannot read an error (exit status 1)."""
+    try:
+        return dataset.load(split)
+    except EmotionKitError as exc:
+        known = {name.lower() for name in run_or_fail(lambda: dataset.splits)}
+        fail(str(exc), 1 if split.lower() in known else 2)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import fail, parse_labels, run_or_fail
+from ._common import fail, load_split, parse_labels, run_or_fail
 from .train import check_ferplus, setup_logging
 
 __all__ = ["evaluate"]
@@ -16,15 +16,18 @@ __all__ = ["evaluate"]
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--classifier", "classifier_name", default="fer-cnn", show_default=True,
+@click.option("--classifier", "-c", "classifier_name", default="fer-cnn", show_default=True,
               help="Registered classifier name, model directory or file, or "
                    "hf://OWNER/REPO[@REV].")
 @click.option("--split", default=None,
               help="Split to evaluate (FER2013: Training/PublicTest/PrivateTest; folders: "
-              "train/val/test). Default: test, else val, else train.")
-@click.option("--tta", is_flag=True, help="Average with horizontally flipped faces.")
+              "train/val/test). Default: test, else val, else train. A split the dataset "
+              "lacks is a usage error.")
+@click.option("--tta", is_flag=True, help="Average with horizontally flipped faces (Keras "
+              "classifiers; others: a usage error).")
 @click.option("--format", "fmt", default="text", show_default=True,
-              type=click.Choice(["text", "json"]))
+              type=click.Choice(["text", "json"]),
+              help="text: the report as a table on stdout; json: the same as one JSON object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write metrics.json and confusion_matrix.png here.")
 @click.option("--labels", default=None,
@@ -46,7 +49,7 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         _check_report_dir(out_dir)
     classifier = run_or_fail(resolve_classifier, classifier_name, exit_code=2)
     if tta and not supports_tta(classifier):
-        fail(f"classifier {classifier_name!r} does not support --tta")
+        fail(f"classifier {classifier_name!r} does not support --tta", 2)
     config = getattr(classifier, "config", None)
     options: dict[str, Any] = {
         "input_size": tuple(classifier.input_size),
@@ -60,7 +63,7 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         available = run_or_fail(lambda: dataset.splits)
         split = next((s for s in (dataset.test_split, dataset.val_split, dataset.train_split)
                       if s in available), dataset.train_split)
-    images = run_or_fail(dataset.load, split)
+    images = load_split(dataset, split)
     # the dataset's names for them: canonical (--labels Anger,Happy -> angry, happy)
     report = run_or_fail(evaluate_classifier, classifier, images, tta=tta,
                          labels=list(images.labels) if label_list else None)
@@ -89,4 +92,4 @@ def _check_report_dir(out_dir: Path) -> None:
         return
     if isinstance(written, dict) and "history" in written:
         fail(f"--out {out_dir}: holds a training run's metrics.json (its validation report "
-             "and history); choose another --out")
+             "and history); choose another --out", 2)

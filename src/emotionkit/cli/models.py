@@ -20,7 +20,7 @@ def models() -> None:
     """
 
 
-@models.command("list")
+@models.command("list", short_help="Registered hub models and whether they are cached.")
 def list_() -> None:
     """Registered hub models: labels, size, source and whether they are available offline."""
     from ..hub import is_cached, list_hub_models
@@ -41,7 +41,7 @@ def list_() -> None:
         click.echo("  ".join([*cells, row[-1]]))
 
 
-@models.command()
+@models.command(short_help="Download models into the cache; print their directories.")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--revision", help="Branch, tag or commit instead of the pinned one.")
 @click.option("--token", envvar="HF_TOKEN", help="Hub token for private repositories "
@@ -49,12 +49,15 @@ def list_() -> None:
 def download(names: tuple[str, ...], revision: str | None, token: str | None) -> None:
     """Download NAME... (registered names or hf://OWNER/REPO[@REV]) into the cache.
 
-    Prints each model's local directory. Errors are reported per model; the exit code is
-    then 1.
+    Prints each model's local directory. Unknown names and malformed specs stop the
+    command before any download (exit code 2); a download that fails is reported and the
+    others go on (exit code 1).
     """
     from ..errors import EmotionKitError
     from ..hub import download_model, get_hub_model
 
+    for name in names:
+        _check_name(name)
     failures = 0
     for name in names:
         try:
@@ -72,18 +75,19 @@ def download(names: tuple[str, ...], revision: str | None, token: str | None) ->
         raise SystemExit(1)
 
 
-@models.command()
+@models.command(short_help="One hub model's repository, revision, files and sha256.")
 @click.argument("name")
 def info(name: str) -> None:
     """Details of one hub model: repository, pinned revision, files and their sha256."""
     from ..classifiers.config import CONFIG_NAME, ModelConfig
     from ..hub import download_model, get_hub_model, is_cached, parse_spec
 
+    _check_name(name)
     if name.startswith("hf://"):
-        repo_id, revision = run_or_fail(parse_spec, name)
+        repo_id, revision = parse_spec(name)
         lines = [("name", name), ("repository", repo_id), ("revision", revision or "main")]
     else:
-        model = run_or_fail(get_hub_model, name)
+        model = get_hub_model(name)
         lines = [
             ("name", model.name), ("description", model.description),
             ("repository", model.repo_id),
@@ -109,7 +113,7 @@ def info(name: str) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-@models.command()
+@models.command(short_help="Upload a trained model directory to the hub.")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--repo-id", required=True, help="Hub repository OWNER/REPO (created if missing).")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
@@ -131,12 +135,20 @@ def push(directory: Path, repo_id: str, private: bool, token: str | None,
     click.echo(f"load it with: EmotionRecognizer(classifier=\"{result.spec}\")")
 
 
-@models.command("cache-dir")
+@models.command("cache-dir", short_help="Print the model cache directory.")
 def cache_dir_() -> None:
     """Print the directory where downloaded models are cached."""
     from ..hub import cache_dir
 
     click.echo(str(run_or_fail(cache_dir)))
+
+
+def _check_name(name: str) -> None:
+    """An unknown registered name or a malformed ``hf://`` spec: a usage error (exit
+    status 2)."""
+    from ..hub import get_hub_model, parse_spec
+
+    run_or_fail(parse_spec if name.startswith("hf://") else get_hub_model, name, exit_code=2)
 
 
 def _size(size_bytes: int | None) -> str:

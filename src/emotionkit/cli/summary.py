@@ -63,8 +63,8 @@ def _plot(timelines: list[Any], out: Path) -> None:
         plot_timelines(timelines, out)
     except (FileExistsError, NotADirectoryError):
         fail(f"{out}: cannot write the plot (a folder on its path is a file); choose "
-             "another --plot path")
+             "another --plot path", 2)
     except OSError as exc:
-        fail(f"{out}: cannot write the plot ({exc.strerror}); choose another --plot path")
+        fail(f"{out}: cannot write the plot ({exc.strerror}); choose another --plot path", 2)
     except ValueError as exc:  # matplotlib: a file type it cannot write
-        fail(f"{out}: cannot write the plot ({exc}); use a .png file name")
+        fail(f"{out}: cannot write the plot ({exc}); use a .png file name", 2)

@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from .._text import cut
-from ._common import fail, parse_labels, run_or_fail
+from ._common import fail, load_split, parse_labels, run_or_fail
 
-__all__ = ["check_classifier_spec", "check_ferplus", "setup_logging", "train"]
+__all__ = ["check_arch_options", "check_classifier_spec", "check_ferplus", "setup_logging",
+           "train"]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -41,12 +42,17 @@ def setup_logging(quiet: bool = False) -> None:
               "size=96, trainable_blocks=1); repeatable.")
 @click.option("--epochs", type=click.IntRange(min=1),
               help="Maximum epochs [default: 60; transfer: 30].")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", "learning_rate", type=float,
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Images per training step (1 or more).")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True),
               help="Peak learning rate, warm-up then cosine decay [default: 1e-3; transfer: "
               "1e-5].")
-@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
-@click.option("--label-smoothing", default=0.1, show_default=True, type=float)
+@click.option("--weight-decay", default=1e-4, show_default=True,
+              type=click.FloatRange(min=0), help="AdamW decoupled weight decay (0 or more; "
+              "0 = off).")
+@click.option("--label-smoothing", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each one-hot target spread evenly over all labels, in [0, 1).")
 @click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced", "oversample"]),
               help="Class balancing: loss weight 1/sqrt(frequency), 1/frequency, none, or "
               "oversampling rare classes [default: sqrt; transfer: oversample].")
@@ -54,7 +60,9 @@ def setup_logging(quiet: bool = False) -> None:
 @click.option("--patience", type=click.IntRange(min=0),
               help="Early stopping: epochs without validation gain, 0 = off [default: 12; "
               "transfer: 5].")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Random seed (0..4294967295) for weights, augmentation, shuffling and "
+              "the validation carve-out: the same seed repeats a run.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Folder datasets without a val/ folder: share of images for validation.")
@@ -94,7 +102,7 @@ def setup_logging(quiet: bool = False) -> None:
               help="mixed_bfloat16: compute in bfloat16 with float32 weights, faster on CPUs "
               "with bfloat16 instructions (~1.25x measured with AVX512-BF16), slower on "
               "other CPUs; saved models compute in float32 either way.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
           epochs: int | None, batch_size: int, learning_rate: float | None,
           weight_decay: float, label_smoothing: float, class_weight: str | None,
@@ -130,24 +138,27 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     from ..training.transfer import TransferTrainer
 
     trainer_class: type[Trainer] = Trainer
-    if run_or_fail(get_architecture, arch).transfer:
+    if run_or_fail(get_architecture, arch, exit_code=2).transfer:
         trainer_class = TransferTrainer
         options.update(base_weights=base_weights, head_epochs=head_epochs,
                        head_learning_rate=head_learning_rate)
-    trainer = run_or_fail(trainer_class, out_dir, arch, **options)
+    trainer = run_or_fail(trainer_class, out_dir, arch, exit_code=2, **options)
     if not resume and trainer.has_run:  # before loading the data, which can take a while
         fail(f"--out {out_dir}: already holds a training run; add --resume to continue it, or "
-             "choose another --out directory")
+             "choose another --out directory", 2)
     try:
         trainer.check_out_dir()
     except TrainingError as exc:
-        fail(f"--out {exc}")
+        fail(f"--out {exc}", 2)
     if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
         for spec in teacher:
             check_classifier_spec("--teacher", spec, soft_labels=True)
         if init_from is not None:
             check_classifier_spec("--init-from", init_from)
     check_ferplus(data, ferplus)
+    if not trainer.has_run:  # a resume builds the recorded architecture
+        check_arch_options(arch, trainer.args["arch_options"], options["arch_options"],
+                           len(label_list or ()) or 2)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
     if isinstance(dataset, FolderDataset) and dataset.labels_without_folder:
@@ -158,8 +169,8 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where the "
              "run's plots would become images of the data; choose a directory outside them",
              2)
-    train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
-    val_data = run_or_fail(dataset.load, val_split or dataset.val_split)
+    train_data = load_split(dataset, train_split or dataset.train_split)
+    val_data = load_split(dataset, val_split or dataset.val_split)
     click.echo(f"training {arch} on {len(train_data)} images, validating on {len(val_data)}; "
                f"labels: {', '.join(train_data.labels)}", err=True)
     metrics = run_or_fail(trainer.fit, train_data, val_data)
@@ -189,6 +200,23 @@ def check_classifier_spec(option: str, spec: str, soft_labels: bool = False) -> 
         fail(f"{option}: {exc}", 2)
 
 
+def check_arch_options(arch: str, options: dict[str, Any], given: dict[str, Any],
+                       num_classes: int) -> None:
+    """Before the data is loaded: build the untrained network of ``arch`` with ``options``
+    (all of them, defaults filled in; ``given``: those on the command line) once, without
+    pretrained weights (a second or two; TensorFlow is imported anyway), so that an
+    ``--arch-option`` value it cannot be built with is a usage error (exit status 2)
+    rather than found after the data has loaded."""
+    from ..errors import EmotionKitError
+    from ..training.architectures import build_model
+
+    try:
+        build_model(arch, num_classes=num_classes, **options)
+    except (TypeError, ValueError, EmotionKitError) as exc:  # e.g. widths="oops"
+        fail(f"--arch-option: architecture {arch!r} cannot be built with options "
+             f"{given} ({type(exc).__name__}: {exc})", 2)
+
+
 def check_ferplus(data: Path, ferplus: Path | None) -> None:
     """``--ferplus`` with a DATA other than a FER2013 csv is an error (exit status 2)."""
     if ferplus is not None and not str(data).lower().endswith((".csv", ".csv.gz")):
@@ -200,7 +228,7 @@ def _parse_options(items: tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            fail(f"--arch-option {item!r}: expected KEY=VALUE")
+            fail(f"--arch-option {item!r}: expected KEY=VALUE", 2)
         try:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
