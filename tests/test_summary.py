@@ -123,6 +123,8 @@ def test_results_csv_resaved_with_bom_and_spaces_reads_the_same(rows_csv: Path,
      "bright '1.5000' is not a probability from 0 to 1"),
     ("v.mp4,2,0.2000,0,14,10,50,50,0.9,bright,0.7000,0.3000",
      "face 0 of v.mp4 at frame 2 again (first on line 6); remove the repeated row"),
+    ("v.mp4,4,0.4000,0,18,10,50,50,0.9,bright,0.9000,0.1000,0.5",
+     "13 values, the header has 12"),
 ])
 def test_malformed_values_are_one_line_errors_naming_the_line(rows_csv: Path, row: str,
                                                               message: str) -> None:

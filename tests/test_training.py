@@ -748,6 +748,8 @@ def test_cli_train_refuses_an_output_directory_inside_a_folder_dataset(
     shutil.copytree(root, split / "val")
     assert FolderDataset(split).reads_from(split / "val" / "run")
     assert not FolderDataset(split).reads_from(split / "runs" / "r1")
+    for becomes_a_split in ("test", "Testing", "test/run"):  # a new split folder
+        assert FolderDataset(split).reads_from(split / becomes_a_split)
 
 
 def test_a_damaged_checkpoint_is_not_reported_as_a_full_disk(faces, tmp_path: Path) -> None:
@@ -778,3 +780,27 @@ def test_cli_train_names_a_label_without_a_folder_before_reading_images(
         f"error: --labels: no label folder in {root} for sda (its labels: happy, sad)")
     assert "images" not in result.output  # nothing was read
     assert FolderDataset(root, labels=["sad", "Happy"]).labels_without_folder == ()
+
+
+def test_cli_split_options_are_checked_before_decoding_and_defaults_are_not_usage_errors(
+        faces, tmp_path: Path) -> None:
+    """A mistyped --val-split was found only after the training images were decoded (or
+    their error came first); a dataset lacking the default split was exit 2 though no
+    option was wrong (a dataset that cannot be used is exit 1)."""
+    root, _, _ = faces
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken / "val")
+    for label in ("happy", "sad"):
+        (broken / "train" / label).mkdir(parents=True)
+        (broken / "train" / label / "x.png").write_bytes(b"not a png")
+    result = _runner().invoke(main, ["train", str(broken), "--out", str(tmp_path / "r1"),
+                                     "--val-split", "tarin", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(f"error: {broken}: no split 'tarin'")
+    only_test = tmp_path / "only-test"
+    shutil.copytree(root, only_test / "test")
+    result = _runner().invoke(main, ["train", str(only_test), "--out", str(tmp_path / "r2"),
+                                     "--epochs", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1].startswith(f"error: {only_test}: no split 'train'")
+    assert FolderDataset(only_test).split_name("Testing") == "test"

@@ -174,6 +174,9 @@ class _Runs:
         if None in row.values():  # cut off, e.g. by a killed run
             given = sum(value is not None for value in row.values())
             raise _RowError(f"{given} of {len(row)} values")
+        if None in row:  # DictReader keeps cells beyond the header under the key None
+            raise _RowError(f"{len(row) - 1 + len(row[None])} values, the header has "
+                            f"{len(row) - 1}")
         video, face = row["path"], row["face_id"].strip()
         if not face:
             raise _RowError("no face_id")

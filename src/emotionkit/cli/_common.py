@@ -58,11 +58,14 @@ def parse_labels(labels: str | None) -> list[str] | None:
     return names
 
 
-def load_split(dataset: Any, split: str) -> Any:
-    """``dataset.load(split)``; a ``split`` that names none of the dataset's splits is a
-    usage error (exit status 2), one that it has but cannot read an error (exit status 1)."""
+def check_split(dataset: Any, split: str | None) -> None:
+    """A ``split`` option (``None``: not given) that names none of the dataset's splits is
+    a usage error (exit status 2) with the dataset's own message; checked before any image
+    is decoded. A split the dataset has but cannot read fails later, when it is loaded
+    (exit status 1), as does a default split the dataset lacks."""
+    if split is None or run_or_fail(dataset.split_name, split) is not None:
+        return
     try:
-        return dataset.load(split)
+        dataset.load(split)  # no such split: its error comes at once, nothing is decoded
     except EmotionKitError as exc:
-        known = {name.lower() for name in run_or_fail(lambda: dataset.splits)}
-        fail(str(exc), 1 if split.lower() in known else 2)
+        fail(str(exc), 2)

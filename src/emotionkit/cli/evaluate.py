@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import fail, load_split, parse_labels, run_or_fail
+from ._common import check_split, fail, parse_labels, run_or_fail
 from .train import check_ferplus, setup_logging
 
 __all__ = ["evaluate"]
@@ -59,11 +59,12 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
     label_list = parse_labels(labels)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=0.0, **options)
+    check_split(dataset, split)
     if split is None:
         available = run_or_fail(lambda: dataset.splits)
         split = next((s for s in (dataset.test_split, dataset.val_split, dataset.train_split)
                       if s in available), dataset.train_split)
-    images = load_split(dataset, split)
+    images = run_or_fail(dataset.load, split)
     # the dataset's names for them: canonical (--labels Anger,Happy -> angry, happy)
     report = run_or_fail(evaluate_classifier, classifier, images, tta=tta,
                          labels=list(images.labels) if label_list else None)

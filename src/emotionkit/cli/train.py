@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._text import cut
-from ._common import fail, load_split, parse_labels, run_or_fail
+from ._common import check_split, fail, parse_labels, run_or_fail
 
 __all__ = ["check_arch_options", "check_classifier_spec", "check_ferplus", "setup_logging",
            "train"]
@@ -64,7 +64,8 @@ def setup_logging(quiet: bool = False) -> None:
               help="Random seed (0..4294967295) for weights, augmentation, shuffling and "
               "the validation carve-out: the same seed repeats a run.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+@click.option("--val-fraction", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
               help="Folder datasets without a val/ folder: share of images for validation.")
 @click.option("--labels", default=None,
               help="Train on these labels only, in this order (comma-separated, e.g. "
@@ -169,8 +170,10 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where the "
              "run's plots would become images of the data; choose a directory outside them",
              2)
-    train_data = load_split(dataset, train_split or dataset.train_split)
-    val_data = load_split(dataset, val_split or dataset.val_split)
+    check_split(dataset, train_split)
+    check_split(dataset, val_split)
+    train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
+    val_data = run_or_fail(dataset.load, val_split or dataset.val_split)
     click.echo(f"training {arch} on {len(train_data)} images, validating on {len(val_data)}; "
                f"labels: {', '.join(train_data.labels)}", err=True)
     metrics = run_or_fail(trainer.fit, train_data, val_data)

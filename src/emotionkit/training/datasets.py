@@ -214,6 +214,11 @@ class LabelledDataset:
         """Load ``split`` (a name from :attr:`splits`, or ``train``/``val``/``test``)."""
         raise NotImplementedError
 
+    def split_name(self, split: str) -> str | None:
+        """The name in :attr:`splits` that ``split`` stands for (case and the dataset's
+        aliases ignored), or ``None`` when this dataset has no such split with data."""
+        return next((s for s in self.splits if s.lower() == split.lower()), None)
+
     def _to_pixels(self, faces: Sequence[np.ndarray]) -> np.ndarray:
         return faces_to_pixels(faces, self.input_size, self.channels, self.color_order)
 
@@ -298,8 +303,12 @@ class FolderDataset(LabelledDataset):
     def reads_from(self, path: str | Path) -> bool:
         """Whether files put under ``path`` would be read as this dataset's images: ``path``
         is inside a split folder, or anywhere under the root of a dataset without split
-        folders (where a new folder becomes a label)."""
-        where = Path(path).resolve()
+        folders (where a new folder becomes a label), or is (or is under) a folder named as
+        a split (``test``, ``Validation``...) in the root, which would become one."""
+        where, root = Path(path).resolve(), self.root.resolve()
+        if where.is_relative_to(root) and where != root and (
+                where.relative_to(root).parts[0].lower() in _SPLIT_ALIASES):
+            return True
         return any(where.is_relative_to(d.resolve()) for d in self._split_dirs.values())
 
     @property
@@ -308,6 +317,12 @@ class FolderDataset(LabelledDataset):
         found, and ``val`` carved out of ``train`` when there is no val folder and
         ``val_fraction`` > 0."""
         return tuple(s for s in ("train", "val", "test") if self._files.get(s))
+
+    def split_name(self, split: str) -> str | None:
+        """The name in :attr:`splits` that ``split`` (``validation``, ``Test``...) stands
+        for, or ``None``."""
+        key = _SPLIT_ALIASES.get(split.lower())
+        return key if key in self.splits else None
 
     def load(self, split: str) -> ImageData:
         """Decode the images of ``split`` (``train``/``val``/``test`` or an alias such as
@@ -508,6 +523,12 @@ class Fer2013Csv(LabelledDataset):
             f"{self.path} [{key}]", self.skipped, self.color_order,
         )
         return data if self.labels == self.source_labels else data.select_labels(self.labels)
+
+    def split_name(self, split: str) -> str | None:
+        """The ``Usage`` value in :attr:`splits` that ``split`` (``train``, ``test``,
+        ``publictest``...) stands for, or ``None``."""
+        key = self._ALIASES.get(split.lower(), split)
+        return key if key in self.splits else None
 
     def _split_rows(
         self, split: str

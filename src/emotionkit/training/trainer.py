@@ -320,7 +320,12 @@ class Trainer:
                     "continue with resume=True (--resume)") from exc
             where = f" {exc.filename}" if exc.filename else ""
             why = first_line(str(exc)) or type(exc).__name__
-            raise TrainingError(
+            if exc.errno is not None:  # the system's error: its cause may pass
+                raise TrainingError(
+                    f"{self.out_dir}: training stopped: a file operation failed{where} "
+                    f"({why}); once its cause is fixed, continue with resume=True "
+                    "(--resume)") from exc
+            raise TrainingError(  # a file library's (h5py, zip) error: the content is bad
                 f"{self.out_dir}: training stopped: cannot read{where} ({why}); "
                 "a checkpoint file may be damaged (e.g. the run was killed while saving "
                 "it): start a new run in another output directory") from exc
