@@ -22,6 +22,7 @@ from emotionkit.registry import list_classifiers
 from emotionkit.training import ImageData, Trainer, TrainingError
 from emotionkit.training.datasets import DatasetError
 from emotionkit.training.distill import (
+    SoftLabelFile,
     cross_fitted_soft_labels,
     distillation_targets,
     fold_index,
@@ -238,3 +239,36 @@ def test_cross_fitted_teachers_label_images_they_did_not_train_on(tmp_path: Path
             teacher=tmp_path / "cross.npz").fit(train, val)
     # a second call finds both teachers trained and gives the same labels
     assert np.allclose(cross_fitted_soft_labels(teacher, train, val, folds=2, seed=0), soft)
+
+
+def test_a_damaged_soft_label_cache_is_computed_again(brightness_model_dir: Path, noisy,
+                                                      tmp_path: Path) -> None:
+    """The checkpoint's teacher_soft_labels.npz is a cache: cut short (a disk filled while
+    it was written elsewhere, a bad copy), a resume stopped with a BadZipFile traceback;
+    now it warns and asks the teachers again."""
+    train, val, _ = noisy
+    out = tmp_path / "run"
+
+    def trainer(epochs: int, resume: bool) -> Trainer:
+        return Trainer(out, arch_options=TINY, epochs=epochs, batch_size=16, progress=False,
+                       seed=1, augment=False, teacher=[brightness_model_dir],
+                       teacher_weight=1.0, resume=resume)
+
+    trainer(1, False).fit(train, val)
+    stored = out / "checkpoint" / "teacher_soft_labels.npz"
+    first = stored.read_bytes()
+    stored.write_bytes(first[:100])
+    trainer(2, True).fit(train, val)
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["val_accuracy"]) == 2
+    assert stored.read_bytes() == first  # computed again, the same
+
+
+def test_a_cut_short_soft_label_file_is_one_error(tmp_path: Path) -> None:
+    """A soft-label .npz cut short (a failed copy) raised zipfile.BadZipFile, which is no
+    OSError or ValueError: a traceback."""
+    cut = tmp_path / "cut.npz"
+    np.savez(cut, labels=np.array(["a", "b"]), fingerprint=np.array("x"),
+             soft=np.full((50, 2), 0.5))
+    cut.write_bytes(cut.read_bytes()[:60])
+    with pytest.raises(DatasetError, match=r"cut\.npz: not a soft-label file"):
+        SoftLabelFile(cut)

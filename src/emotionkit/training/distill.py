@@ -16,6 +16,7 @@ never saw the image they label (cross-fitting, docs/training.md), or from human 
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,7 @@ class SoftLabelFile:
                 self._soft = np.asarray(stored["soft"], dtype=np.float64)
         except FileNotFoundError:
             raise DatasetError(f"{self.path}: no such soft-label file") from None
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise DatasetError(
                 f"{self.path}: not a soft-label file ({exc}); write one with "
                 "emotionkit.training.distill.save_soft_labels"

@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -706,10 +707,15 @@ class Trainer:
         path = self.checkpoint_dir / _SOFT_LABELS
         if not path.is_file():
             return None
-        with np.load(path) as stored:
-            if str(stored["key"]) != self._soft_labels_key(key):
-                return None
-            return np.asarray(stored["soft"], dtype=np.float32)
+        try:
+            with np.load(path) as stored:
+                if str(stored["key"]) != self._soft_labels_key(key):
+                    return None
+                return np.asarray(stored["soft"], dtype=np.float32)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a cache: redo it
+            log.warning("%s: unreadable (%s); asking the teachers again", path,
+                        first_line(str(exc)) or type(exc).__name__)
+            return None
 
     def _store_soft_labels(self, key: str, soft: np.ndarray) -> None:
         buffer = io.BytesIO()
