@@ -13,8 +13,7 @@ import click
 from .._text import cut
 from ._common import check_split, fail, parse_labels, run_or_fail
 
-__all__ = ["check_arch_options", "check_classifier_spec", "check_ferplus", "setup_logging",
-           "train"]
+__all__ = ["check_classifier_spec", "check_ferplus", "setup_logging", "train"]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -119,6 +118,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     a FER2013 csv(.gz) (trains on Training, selects on PublicTest). A killed or stopped
     run continues with the same command plus --resume.
     """
+    from ..errors import EmotionKitError
     from ..training.architectures import get_architecture
     from ..training.datasets import FolderDataset, open_dataset
 
@@ -151,25 +151,27 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
         trainer.check_out_dir()
     except TrainingError as exc:
         fail(f"--out {exc}", 2)
-    if not trainer.has_run:  # a resume reuses the recorded ones (and no teacher is loaded)
+    check_ferplus(data, ferplus)
+    if not trainer.has_run:  # a resume reuses the recorded teachers and architecture
         for spec in teacher:
             check_classifier_spec("--teacher", spec, soft_labels=True)
         if init_from is not None:
             check_classifier_spec("--init-from", init_from)
-    check_ferplus(data, ferplus)
-    if not trainer.has_run:  # a resume builds the recorded architecture
-        check_arch_options(arch, trainer.args["arch_options"], options["arch_options"],
-                           len(label_list or ()) or 2)
+        try:
+            trainer.check_architecture(len(label_list or ()) or 2)
+        except EmotionKitError as exc:  # TrainingError, or a builder's own check
+            fail(f"--arch-option: {exc}", 2)
     dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
                           val_fraction=val_fraction, seed=seed, **trainer.data_options)
-    if isinstance(dataset, FolderDataset) and dataset.labels_without_folder:
-        fail(f"--labels: no label folder in {data} for "
-             f"{', '.join(dataset.labels_without_folder)} (its labels: "
-             f"{', '.join(dataset.folder_labels)})", 2)
-    if isinstance(dataset, FolderDataset) and dataset.reads_from(out_dir):
-        fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where the "
-             "run's plots would become images of the data; choose a directory outside them",
-             2)
+    if isinstance(dataset, FolderDataset):
+        if dataset.labels_without_folder:
+            fail(f"--labels: no label folder in {data} for "
+                 f"{', '.join(dataset.labels_without_folder)} (its labels: "
+                 f"{', '.join(dataset.folder_labels)})", 2)
+        if dataset.reads_from(out_dir):
+            fail(f"--out {out_dir}: is inside the dataset's image folders in {data}, where "
+                 "the run's plots would become images of the data; choose a directory "
+                 "outside them", 2)
     check_split(dataset, train_split)
     check_split(dataset, val_split)
     train_data = run_or_fail(dataset.load, train_split or dataset.train_split)
@@ -201,23 +203,6 @@ def check_classifier_spec(option: str, spec: str, soft_labels: bool = False) -> 
         (load_teacher if soft_labels else resolve_classifier)(spec)
     except EmotionKitError as exc:
         fail(f"{option}: {exc}", 2)
-
-
-def check_arch_options(arch: str, options: dict[str, Any], given: dict[str, Any],
-                       num_classes: int) -> None:
-    """Before the data is loaded: build the untrained network of ``arch`` with ``options``
-    (all of them, defaults filled in; ``given``: those on the command line) once, without
-    pretrained weights (a second or two; TensorFlow is imported anyway), so that an
-    ``--arch-option`` value it cannot be built with is a usage error (exit status 2)
-    rather than found after the data has loaded."""
-    from ..errors import EmotionKitError
-    from ..training.architectures import build_model
-
-    try:
-        build_model(arch, num_classes=num_classes, **options)
-    except (TypeError, ValueError, EmotionKitError) as exc:  # e.g. widths="oops"
-        fail(f"--arch-option: architecture {arch!r} cannot be built with options "
-             f"{given} ({type(exc).__name__}: {exc})", 2)
 
 
 def check_ferplus(data: Path, ferplus: Path | None) -> None:

@@ -331,6 +331,14 @@ class Trainer:
                 "a checkpoint file may be damaged (e.g. the run was killed while saving "
                 "it): start a new run in another output directory") from exc
 
+    def check_architecture(self, num_classes: int) -> None:
+        """Build this run's untrained network once (no pretrained weights: a second or
+        two), as :meth:`fit` will, and raise its :class:`TrainingError` if the
+        architecture cannot be built with these ``arch_options``. Reads no data:
+        ``emotionkit train`` calls it before loading the dataset."""
+        a = self.architecture
+        self._network((*a.input_size, a.channels), num_classes)
+
     def check_out_dir(self) -> None:
         """Raise :class:`TrainingError` where :meth:`fit` would not write to ``out_dir``:
         not a directory; a run there without ``resume``; or a model there that no run's
