@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["cut", "elide_middle", "first_line"]
+__all__ = ["cut", "elide_middle", "first_line", "reason"]
 
 
 def cut(text: str, limit: int = 80) -> str:
@@ -23,3 +23,9 @@ def first_line(text: str, limit: int = 200) -> str:
     """The first non-blank line of ``text``, stripped, at most ``limit`` characters (``""``
     if there is none): a multi-line library message as one line."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "")[:limit]
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name), for one-line
+    errors."""
+    return first_line(str(exc)) or type(exc).__name__

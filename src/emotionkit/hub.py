@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._text import first_line
+from ._text import first_line, reason
 from ._version import __version__
 from .classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from .errors import ModelLoadError, UnknownPluginError
@@ -447,7 +447,7 @@ def _fetch(
                 f"or pass a local model directory or .keras file"
             ) from exc
         raise ModelLoadError(
-            f"{where}: cannot download from {endpoint} ({_reason(exc.__cause__ or exc)}) and "
+            f"{where}: cannot download from {endpoint} ({reason(exc.__cause__ or exc)}) and "
             f"it is not in the model cache {cache_dir()}; check the network or HF_ENDPOINT, "
             f"or pass a local model directory or .keras file"
         ) from exc
@@ -468,12 +468,12 @@ def _fetch(
     except _request_errors() as exc:
         if _is_file_system_error(exc):
             raise ModelLoadError(
-                f"{where}: cannot write to the model cache {cache_dir()} ({_reason(exc)}); "
+                f"{where}: cannot write to the model cache {cache_dir()} ({reason(exc)}); "
                 f"make it writable or set HF_HUB_CACHE to a directory that is"
             ) from exc
         if refused := _refused_token(exc):
             raise ModelLoadError(f"{where}: {endpoint} {refused}") from exc
-        raise ModelLoadError(f"{where}: download from {endpoint} failed ({_reason(exc)})") from exc
+        raise ModelLoadError(f"{where}: download from {endpoint} failed ({reason(exc)})") from exc
     _verify(path, source.sha256.get(filename), where)
     return path
 
@@ -558,10 +558,6 @@ class _QuietHubLog(logging.Filter):
 _hub_warnings_hidden = _QuietHubLog()
 
 
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type), for one-line errors."""
-    return first_line(str(exc)) or type(exc).__name__
-
 
 def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
     """Check ``path`` against the pinned sha256, or the hash the hub reported (the blob's
@@ -581,7 +577,7 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
     try:
         data_hash = _hash_file(blob, "git" if kind == "git blob sha1" else "sha256")
     except OSError as exc:
-        raise ModelLoadError(f"{where}: cannot read the cached file {blob} ({_reason(exc)})"
+        raise ModelLoadError(f"{where}: cannot read the cached file {blob} ({reason(exc)})"
                              ) from exc
     if data_hash == expected:
         return
@@ -590,7 +586,7 @@ def _verify(path: Path, expected_sha256: str | None, where: str) -> None:
             stale.unlink(missing_ok=True)
         removed = "the file was deleted from the cache, download it again"
     except OSError as exc:
-        removed = (f"the cached copy could not be deleted ({exc.strerror or _reason(exc)}): "
+        removed = (f"the cached copy could not be deleted ({exc.strerror or reason(exc)}): "
                    f"delete {blob} and download it again")
     if expected_sha256 is not None:
         repeats = ("the hub file is not the version this emotionkit pins (upgrade emotionkit "
@@ -808,7 +804,7 @@ def push_model(
         ]
     except OSError as exc:
         raise ModelLoadError(f"cannot push {directory}: cannot read {exc.filename} "
-                             f"({exc.strerror or _reason(exc)})") from exc
+                             f"({exc.strerror or reason(exc)})") from exc
     if not (directory / _CARD_NAME).is_file():
         card = make_model_card(directory, repo_id).encode("utf-8")
         operations.append(CommitOperationAdd(path_in_repo=_CARD_NAME, path_or_fileobj=card))
@@ -823,7 +819,7 @@ def push_model(
     except _request_errors() as exc:
         if refused := _refused_token(exc):
             raise ModelLoadError(f"push to {repo_id}: {endpoint} {refused}") from exc
-        raise ModelLoadError(f"push to {repo_id} on {endpoint} failed ({_reason(exc)}); "
+        raise ModelLoadError(f"push to {repo_id} on {endpoint} failed ({reason(exc)}); "
                              "check the network, HF_ENDPOINT and the token") from exc
     return PushResult(
         repo_id=repo_id, commit=str(info.oid), commit_url=str(info.commit_url),

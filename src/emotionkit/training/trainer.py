@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .._text import first_line
+from .._text import reason
 from .._version import __version__
 from ..classifiers.config import CHECKPOINT_DIR, CONFIG_NAME, ModelConfig
 from ..classifiers.preprocess import pixels_to_input
@@ -320,7 +320,7 @@ class Trainer:
                     f"({exc.strerror or exc}); once there is room and write access, "
                     "continue with resume=True (--resume)") from exc
             where = f" {exc.filename}" if exc.filename else ""
-            why = first_line(str(exc)) or type(exc).__name__
+            why = reason(exc)
             if exc.errno is not None:  # the system's error: its cause may pass
                 raise TrainingError(
                     f"{self.out_dir}: training stopped: a file operation failed{where} "
@@ -722,7 +722,7 @@ class Trainer:
                 return np.asarray(stored["soft"], dtype=np.float32)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a cache: redo it
             log.warning("%s: unreadable (%s); asking the teachers again", path,
-                        first_line(str(exc)) or type(exc).__name__)
+                        reason(exc))
             return None
 
     def _store_soft_labels(self, key: str, soft: np.ndarray) -> None:
