@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -267,6 +268,43 @@ def test_a_worker_that_dies_costs_only_its_image(photo_dir: Path, tmp_path: Path
     assert faces == [] and error is not None
     assert error.startswith(f"{paths[3]}: the worker process died while handling this image")
     assert got == expected
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="from Python 3.12 the executor "
+                    "marks itself broken under the lock that submit() holds: no such race")
+def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
+        tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    """Seen in CI: a worker's death was handled by the executor while a task was being
+    submitted; the new worker for that task got an already closed queue, and the run ended
+    with ``OSError: handle is closed``. The task now fails with BrokenProcessPool, which
+    the run recovers from like any worker death. The timing is forced here: the submit
+    starts its worker only once the executor has handled the death."""
+    import pickle
+    from concurrent.futures.process import BrokenProcessPool
+
+    from emotionkit.batch import _Pool
+
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    pool = _Pool(2, (pickle.dumps(_DiesOnMarker()), 0.0, False))
+    try:
+        first = pool.submit([killer])
+        executor: Any = pool._executor
+        start_worker = executor._adjust_process_count
+
+        def start_worker_after_the_death() -> None:
+            deadline = time.monotonic() + 120
+            while not (executor._broken and executor._call_queue._reader.closed):
+                assert time.monotonic() < deadline, "the worker did not die"
+                time.sleep(0.01)
+            start_worker()
+
+        executor._adjust_process_count = start_worker_after_the_death
+        second = pool.submit([killer])
+        for task in (first, second):
+            with pytest.raises(BrokenProcessPool):
+                task.result(timeout=120)
+    finally:
+        pool.stop(now=True)
 
 
 class _DiesOnMarkerTelling(_DiesOnMarker):

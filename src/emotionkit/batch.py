@@ -245,12 +245,22 @@ class _Pool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self._count, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker, initargs=self._initargs)
+        failed: Future[list[_Detected]] = Future()
         try:
             return self._executor.submit(_worker_detect, sources)
         except BrokenProcessPool as exc:
-            failed: Future[list[_Detected]] = Future()
             failed.set_exception(exc)
-            return failed
+        except OSError as exc:
+            # Before Python 3.12 a worker's death can be handled while this call starts a
+            # new worker: the queue given to that worker is then closed already ("handle
+            # is closed"). The pool is marked broken before the queue is closed.
+            reason = getattr(self._executor, "_broken", False)
+            if not reason:
+                raise
+            broken = BrokenProcessPool(reason)
+            broken.__cause__ = exc
+            failed.set_exception(broken)
+        return failed
 
     def restart(self) -> None:
         """End the workers at once; new ones start with the next task."""
