@@ -374,3 +374,21 @@ def test_cli_evaluate_tta_without_support_is_a_usage_error(tmp_path: Path) -> No
         _classifiers.unregister("test-eval-no-tta")
     assert result.exit_code == 2, result.output
     assert result.output == "error: classifier 'test-eval-no-tta' does not support --tta\n"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_cli_labels_a_fer_csv_lacks_are_a_usage_error(tmp_path: Path, command: str) -> None:
+    """``--labels happy,sda`` (a typo) on a FER2013 csv was exit 1 and did not name the
+    option; on a folder dataset the same mistake is exit 2."""
+    from test_datasets import write_fer_csv
+
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    extra = ["--out", str(tmp_path / "run"), "--epochs", "1"] if command == "train" else []
+    for labels, says in (("happy,sda", "no label 'sda'; labels: angry, disgust, fear"),
+                         ("happy,Happy", "labels must be unique")):
+        result = _runner().invoke(main, [command, str(path), "--labels", labels, *extra])
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith(f"error: --labels: {path}: {says}"), line
+    assert not (tmp_path / "run").exists()

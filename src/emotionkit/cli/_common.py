@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -44,6 +45,19 @@ def run_or_fail(func: Any, *args: Any, exit_code: int = 1, **kwargs: Any) -> Any
         return func(*args, **kwargs)
     except EmotionKitError as exc:
         fail(str(exc), exit_code)
+
+
+def open_dataset_or_fail(data: str | Path, **options: Any) -> Any:
+    """``open_dataset(data, **options)``; a ``labels`` choice the dataset cannot give is a
+    usage error about ``--labels`` (exit status 2), other dataset errors exit 1."""
+    from ..training.datasets import _LabelChoiceError, open_dataset
+
+    try:
+        return open_dataset(data, **options)
+    except _LabelChoiceError as exc:
+        fail(f"--labels: {exc}", 2)
+    except EmotionKitError as exc:
+        fail(str(exc))
 
 
 def parse_labels(labels: str | None) -> list[str] | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import check_split, fail, parse_labels, run_or_fail
+from ._common import check_split, fail, open_dataset_or_fail, parse_labels, run_or_fail
 from .train import check_ferplus, setup_logging
 
 __all__ = ["evaluate"]
@@ -40,7 +40,6 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
              out_dir: Path | None, labels: str | None, ferplus: Path | None) -> None:
     """Evaluate a classifier on DATA (a folder dataset or a FER2013 csv(.gz))."""
     from ..registry import resolve_classifier
-    from ..training.datasets import open_dataset
     from ..training.evaluation import evaluate_classifier, supports_tta
 
     setup_logging(quiet=fmt == "json")
@@ -57,8 +56,8 @@ def evaluate(data: Path, classifier_name: str, split: str | None, tta: bool, fmt
         "color_order": getattr(config, "color_order", "bgr"),
     }
     label_list = parse_labels(labels)
-    dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
-                          val_fraction=0.0, **options)
+    dataset = open_dataset_or_fail(data, ferplus=ferplus, labels=label_list,
+                                   val_fraction=0.0, **options)
     check_split(dataset, split)
     if split is None:
         available = run_or_fail(lambda: dataset.splits)

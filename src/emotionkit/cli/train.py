@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._text import cut
-from ._common import check_split, fail, parse_labels, run_or_fail
+from ._common import check_split, fail, open_dataset_or_fail, parse_labels, run_or_fail
 
 __all__ = ["check_classifier_spec", "check_ferplus", "setup_logging", "train"]
 
@@ -120,7 +120,7 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
     """
     from ..errors import EmotionKitError
     from ..training.architectures import get_architecture
-    from ..training.datasets import FolderDataset, open_dataset
+    from ..training.datasets import FolderDataset
 
     setup_logging(quiet)
     label_list = parse_labels(labels)
@@ -161,8 +161,8 @@ def train(data: Path, out_dir: Path, arch: str, arch_option: tuple[str, ...],
             trainer.check_architecture(len(label_list or ()) or 2)
         except EmotionKitError as exc:  # TrainingError, or a builder's own check
             fail(f"--arch-option: {exc}", 2)
-    dataset = run_or_fail(open_dataset, data, ferplus=ferplus, labels=label_list,
-                          val_fraction=val_fraction, seed=seed, **trainer.data_options)
+    dataset = open_dataset_or_fail(data, ferplus=ferplus, labels=label_list,
+                                   val_fraction=val_fraction, seed=seed, **trainer.data_options)
     if isinstance(dataset, FolderDataset):
         if dataset.labels_without_folder:
             fail(f"--labels: no label folder in {data} for "

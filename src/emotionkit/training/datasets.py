@@ -74,6 +74,11 @@ class DatasetError(EmotionKitError, ValueError):
     """A dataset is missing, malformed, or has no usable images."""
 
 
+class _LabelChoiceError(DatasetError):
+    """A chosen label set names a label the dataset does not have, or none, or one twice
+    (the CLI reports it as a mistake in ``--labels``)."""
+
+
 def canonical_label(name: str) -> str | None:
     """The canonical emotion name for a folder or column name (case-insensitive,
     common synonyms such as ``Happiness`` -> ``happy``), or ``None`` if it is not one."""
@@ -163,10 +168,12 @@ def match_labels(
     for name in map(str, names):
         match = _match_label(available, name)
         if match is None:
-            raise DatasetError(f"{where}: no label {name!r}; labels: {', '.join(available)}")
+            raise _LabelChoiceError(
+                f"{where}: no label {name!r}; labels: {', '.join(available)}")
         chosen.append(match)
     if not chosen or len(set(chosen)) != len(chosen):
-        raise DatasetError(f"{where}: labels must be unique and non-empty, got {list(names)}")
+        raise _LabelChoiceError(
+            f"{where}: labels must be unique and non-empty, got {list(names)}")
     return tuple(chosen)
 
 
