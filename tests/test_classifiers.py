@@ -11,6 +11,7 @@ import pytest
 from conftest import save_model_dir, small_cnn
 from emotionkit import FER_LABELS, ModelLoadError
 from emotionkit.classifiers import EmotionClassifier, ModelConfig, load_classifier
+from emotionkit.classifiers.preprocess import faces_to_pixels, pixels_to_input
 
 
 def test_model_directory_loads_with_its_labels(brightness_model_dir: Path) -> None:
@@ -447,3 +448,51 @@ def test_a_model_without_config_and_with_odd_channels_names_the_file(tmp_path: P
     keras.Model(inputs, outputs).save(tmp_path / "two.keras")
     with pytest.raises(ModelLoadError, match=r"two\.keras: channels must be 1 or 3, got 2"):
         load_classifier(tmp_path / "two.keras")
+
+
+def _odd_io_models() -> dict[str, object]:
+    """Models whose inputs or outputs are not one image in, one score row out."""
+    import keras
+    from keras import layers
+
+    image, other = keras.Input((48, 48, 1)), keras.Input((48, 48, 1))
+    flat = layers.Flatten()(image)
+    return {
+        "two outputs": keras.Model(image, [layers.Dense(7, activation="softmax")(flat),
+                                           layers.Dense(7, activation="softmax")(flat)]),
+        "a score map": keras.Model(image, layers.Conv2D(7, 3, activation="softmax")(image)),
+        "two inputs": keras.Model([image, other], layers.Dense(7, activation="softmax")(
+            layers.Flatten()(layers.Add()([image, other])))),
+    }
+
+
+@pytest.mark.parametrize("kind", ["two outputs", "a score map", "two inputs"])
+@pytest.mark.parametrize("with_config", [False, True], ids=["bare", "directory"])
+def test_models_without_one_image_input_and_one_score_row_are_refused(
+        kind: str, with_config: bool, tmp_path: Path) -> None:
+    """A model with two outputs (a TypeError traceback), one giving a score map (loaded,
+    then (N, 46, 46, 7) "probabilities"), or two inputs (told to add a config.json, which
+    cannot help) is one ModelLoadError naming the file and what is expected."""
+    _odd_io_models()[kind].save(tmp_path / "model.keras")
+    if with_config:
+        ModelConfig(labels=FER_LABELS).write(tmp_path)  # 48x48 gray, as the model
+    path = tmp_path if with_config else tmp_path / "model.keras"
+    with pytest.raises(ModelLoadError, match=r"model\.keras: expected .*one (input|output)"):
+        load_classifier(path)
+
+
+def test_a_model_with_one_named_output_classifies(tmp_path: Path,
+                                                   astronaut_bgr: np.ndarray) -> None:
+    """A model whose one output is given by name (``{"probs": ...}``) failed to load with
+    a TypeError; it gives that output's probabilities."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2)(inputs))
+    model = keras.Model(inputs, {"probs": keras.layers.Dense(7, activation="softmax")(x)})
+    model.save(tmp_path / "named.keras")
+    faces = [astronaut_bgr[82:178, 177:273], astronaut_bgr[200:300, 200:300]]
+    clf = load_classifier(tmp_path / "named.keras")
+    x = pixels_to_input(faces_to_pixels(faces, (48, 48), 1), clf.config)
+    np.testing.assert_allclose(clf.predict(faces), np.asarray(model(x)["probs"]), atol=1e-5)

@@ -45,13 +45,14 @@ def fold_batch_norms(model: Any, check_input: np.ndarray) -> Any:
         return model  # a subclassed model: left as it is
     readers = Counter(name for names in inputs.values() for name in names)
     readers.update(h[0] for h in _histories(config.get("output_layers", [])))
-    layers = {layer.name: layer for layer in model.layers}
+    layers = {layer.name: layer for layer in model.layers}  # not Keras ops (keras.ops.relu)
 
     def only_reader(name: str, kind: type) -> Any:
-        """The layer of class ``kind`` that alone reads layer ``name``'s output."""
+        """The layer of class ``kind`` that alone reads layer ``name``'s output (``None``
+        when that reader is a Keras op such as ``x * 0.5``, which is no layer)."""
         if readers[name] != 1:
             return None
-        found = [layers[n] for n, src in inputs.items() if src == [name]]
+        found = [layers.get(n) for n, src in inputs.items() if src == [name]]
         return found[0] if len(found) == 1 and type(found[0]) is kind else None
 
     folds: dict[str, tuple[Any, Any]] = {}  # conv name -> (batch norm, relu or None)

@@ -36,10 +36,12 @@ class KerasClassifier:
         batch_size: largest batch sent to the model in one call.
 
     Use :func:`load_classifier` to build one from a file or directory. Predictions run on
-    an inference function made here from ``model``'s weights: a compiled copy in which each
-    batch normalisation right after a float32 ``Conv2D`` is folded into it (same
-    probabilities up to float rounding, ~20% faster on a CPU). :attr:`model` is the model
-    as given, for inspection only (see there).
+    an inference function made here from ``model``'s weights: for a functional model, a
+    compiled copy in which each batch normalisation right after a float32 ``Conv2D`` of its
+    own (not inside a nested model, such as a transfer model's base) is folded into it
+    (same probabilities up to float rounding, ~20% faster on a CPU); other models are
+    compiled as they are. :attr:`model` is the model as given, for inspection only (see
+    there).
 
     A classifier cannot be used in a process that inherited it through ``fork()``
     (TensorFlow's and JAX's threads are not copied, and the child would hang): build it in
@@ -166,13 +168,16 @@ def load_classifier(path: str | Path, batch_size: int = 256) -> KerasClassifier:
     ``path`` is either a directory holding ``config.json`` and the model file it names
     (as written by ``emotionkit train``), or a ``.keras``/``.h5`` file. For a bare file, a
     ``config.json`` beside it that names this file is used; otherwise the input size comes
-    from the model and a 7-output model gets the FER2013 labels.
+    from the model, a 7-output model gets the FER2013 labels, and the model is fed pixels
+    / 255 (0..1, RGB for 3 channels), or 0..255 where it scales them itself (an integer
+    input, or a ``Rescaling`` by about 1/255 before its first layer with weights).
 
     Models are loaded with Keras ``safe_mode=True``: a file that would run arbitrary code
     (e.g. a ``Lambda`` layer) is refused.
 
     Raises:
-        ModelLoadError: missing path, invalid model file, or inconsistent config.
+        ModelLoadError: missing path, invalid model file, or inconsistent config (also:
+            an integer-input model whose config scales pixels to fractions).
     """
     path = Path(path)
     config: ModelConfig | None
@@ -184,6 +189,7 @@ def load_classifier(path: str | Path, batch_size: int = 256) -> KerasClassifier:
     else:
         raise ModelLoadError(f"{path}: no such model file or directory")
     model = _load_keras_model(model_path)
+    _check_one_image_in_one_row_out(model, model_path)
     config = config or _infer_config(model, model_path)
     _check_shapes(model, config, model_path)
     try:
@@ -238,9 +244,28 @@ def _sidecar_config(model_path: Path) -> ModelConfig | None:
     return config if config.model_file == model_path.name else None
 
 
+def _check_one_image_in_one_row_out(model: Any, model_path: Path) -> None:
+    """Raise :class:`ModelLoadError` unless ``model`` has one ``(N, H, W, C)`` input and one
+    ``(N, K)`` output (a score per label)."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        raise ModelLoadError(
+            f"{model_path}: expected an image model with one input (N, H, W, C), got "
+            f"{_shapes(inputs)}")
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise ModelLoadError(
+            f"{model_path}: expected one output (N, labels) with a score per label, got "
+            f"{_shapes(outputs)}")
+
+
+def _shapes(tensors: Sequence[Any]) -> str:
+    """The shapes of ``tensors`` for a message: ``(None, 48, 48, 1), (None, 7)``."""
+    return ", ".join(str(tuple(t.shape)) for t in tensors)
+
+
 def _infer_config(model: Any, model_path: Path) -> ModelConfig:
     shape = tuple(model.input_shape)
-    if len(shape) != 4 or None in shape[1:]:
+    if None in shape[1:]:
         raise ModelLoadError(
             f"{model_path}: model input {shape} has no fixed height, width and channels; add "
             f"a {CONFIG_NAME} beside it with input_size and channels (see docs/models.md)"
@@ -251,27 +276,68 @@ def _infer_config(model: Any, model_path: Path) -> ModelConfig:
             f"{model_path}: model has {out} outputs and no {CONFIG_NAME} beside it naming "
             f"its labels; add one (see docs/models.md)"
         )
+    scale = 1.0 if _takes_0_to_255(model) else ModelConfig.pixel_scale
     try:
         return ModelConfig(labels=FER_LABELS, input_size=(shape[1], shape[2]),
-                           channels=shape[3], model_file=model_path.name)
+                           channels=shape[3], pixel_scale=scale, model_file=model_path.name)
     except ValueError as exc:
         raise ModelLoadError(f"{model_path}: {exc}") from None
 
 
+def _integer_input(model: Any) -> str | None:
+    """The name of ``model``'s input dtype if it is an integer type (``"uint8"``), else
+    ``None``."""
+    dtype = str(model.inputs[0].dtype)
+    return dtype if dtype.startswith(("int", "uint")) else None
+
+
+def _takes_0_to_255(model: Any) -> bool:
+    """Whether ``model`` scales its own pixels (0..255): an integer input, or before its
+    first layer with weights a ``Rescaling`` that divides by about 255 (``1/255``,
+    ``1/127.5`` with offset -1, ImageNet's per-channel ``1/(std * 255)``) or emotionkit's
+    ``ApplicationPreprocess``."""
+    keras = _import_keras()
+    from ._keras_layers import ApplicationPreprocess
+
+    if _integer_input(model):
+        return True
+    for layer in model.layers:
+        if isinstance(layer, ApplicationPreprocess):
+            return True
+        if isinstance(layer, keras.layers.Rescaling):
+            return bool(np.all(np.abs(np.asarray(layer.scale, dtype=np.float64)) < 0.05))
+        if layer.weights:
+            return False
+    return False
+
+
 def _check_shapes(model: Any, config: ModelConfig, model_path: Path) -> None:
     shape = tuple(model.input_shape)
-    if len(shape) != 4:
-        raise ModelLoadError(f"{model_path}: expected an image model (N, H, W, C), got {shape}")
     expected = (*config.input_size, config.channels)
     if any(a is not None and a != b for a, b in zip(shape[1:], expected)):
         raise ModelLoadError(
             f"{model_path}: model input {shape[1:]} does not match config {expected}"
+        )
+    dtype = _integer_input(model)
+    if dtype and not all(float(v).is_integer() for v in (config.pixel_scale,
+                                                          config.pixel_offset)):
+        raise ModelLoadError(
+            f"{model_path}: model input is {dtype} (whole pixel values) but {CONFIG_NAME} "
+            f"has pixel_scale {_fraction(config.pixel_scale)} and pixel_offset "
+            f"{config.pixel_offset:g}, which give fractions; set pixel_scale 1 and "
+            f"pixel_offset 0 (the model scales its pixels itself)"
         )
     out = model.output_shape[-1]
     if out != len(config.labels):
         raise ModelLoadError(
             f"{model_path}: model has {out} outputs but config names {len(config.labels)} labels"
         )
+
+
+def _fraction(value: float) -> str:
+    """``value`` as ``1/N`` when it is one over a whole number (``1/255``), else ``%g``."""
+    inverse = 1.0 / value
+    return f"1/{inverse:g}" if abs(inverse - round(inverse)) < 1e-6 else f"{value:g}"
 
 
 def _compile_predict(
@@ -290,12 +356,18 @@ def _compile_predict(
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *config.input_size, config.channels), tf.float32)
-        return tf.function(lambda x: model(x, training=False), input_signature=[spec]), False
+        return tf.function(lambda x: _one_output(model, x), input_signature=[spec]), False
     if backend == "jax":
         import jax
 
-        return jax.jit(lambda x: model(x, training=False)), True
-    return lambda x: model(x, training=False), False
+        return jax.jit(lambda x: _one_output(model, x)), True
+    return lambda x: _one_output(model, x), False
+
+
+def _one_output(model: Any, x: Any) -> Any:
+    """``model``'s one output for inputs ``x`` at inference (unwrapped when the model
+    gives it in a list or by name: ``{"probs": ...}``)."""
+    return _import_keras().tree.flatten(model(x, training=False))[0]
 
 
 def _check_batch(config: ModelConfig) -> np.ndarray:
