@@ -356,7 +356,8 @@ def _compile_predict(
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, *config.input_size, config.channels), tf.float32)
-        return tf.function(lambda x: _one_output(model, x), input_signature=[spec]), False
+        return tf.function(lambda x: _one_output(model, x), input_signature=[spec],
+                           autograph=False), False
     if backend == "jax":
         import jax
 
