@@ -21,9 +21,10 @@ def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     """A BGR ``uint8`` copy of ``image_bgr`` with each face's box and ``"label 0.87"``
     (its top emotion and that emotion's probability) drawn on it.
 
-    Boxes are green (BGR ``(0, 200, 0)``), at the face's ``box`` in pixels of the image;
-    each label is white text on a green band above its box (below it where there is no
-    room above; always inside the image). Line width and text size grow with the image.
+    Boxes are green (BGR ``(0, 200, 0)``), at the face's ``box`` in pixels of the image
+    (rounded, where a plugin detector gave floats); each label is white text on a green
+    band above its box (below it where there is no room above; always inside the image).
+    Line width and text size grow with the image.
 
     ``image_bgr`` is a BGR ``uint8`` array ``(H, W, 3)``, as :func:`emotionkit.load_image`
     returns and ``cv2.VideoCapture`` gives; other arrays ``load_image`` takes (grayscale,
@@ -41,7 +42,7 @@ def draw_faces(image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     thickness = max(1, round(min(out.shape[:2]) / 300))
     scale = max(0.4, min(out.shape[:2]) / 900)
     for face in faces:
-        x, y, w, h = face.box
+        x, y, w, h = (round(v) for v in face.box)
         cv2.rectangle(out, (x, y), (x + w, y + h), _BOX_BGR, thickness)
         text = f"{face.top_emotion} {face.emotions[face.top_emotion]:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

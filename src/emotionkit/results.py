@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,8 +47,10 @@ class Face:
 
     @property
     def top_emotion(self) -> str:
-        """The label with the highest probability."""
-        return max(self.emotions, key=lambda k: self.emotions[k])
+        """The label with the highest probability; a NaN probability (from a broken
+        classifier) is never the highest."""
+        return max(self.emotions, key=lambda k: (not math.isnan(self.emotions[k]),
+                                                 self.emotions[k]))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict: ``box`` (``[x, y, w, h]`` ints, pixels), ``score``

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._plotting import figure
 from .errors import EmotionKitError
@@ -98,21 +99,24 @@ def timelines_from_frames(frames: Iterable[VideoFrame], path: str = "") -> list[
 
 def read_timelines(path: str | Path) -> list[FaceTimeline]:
     """The timelines in a CSV written by ``emotionkit detect VIDEO --format csv``, one per
-    (video, face id), in order of first appearance. A UTF-8 byte-order mark and spaces
-    around the column names and values (a spreadsheet's re-save) are ignored, and so is the
-    order of the rows (e.g. sorted by face id).
+    (video, face id): the videos in order of first appearance, each video's faces in order
+    of first appearance, each face's frames in frame (time) order. A UTF-8 byte-order mark and
+    spaces around the column names and values (a spreadsheet's re-save) are ignored, and so
+    is the order of the rows (e.g. sorted by face id).
 
-    A video given twice to one ``detect`` run has its rows twice: where a row repeats the
-    first (face id, frame) of its video, a second run of that video starts, and its faces
-    get timelines of their own (same path and face id, after the first run's).
+    A video given twice to one ``detect`` run has its rows twice, and its faces get
+    timelines of their own per run (same path and face id, the first run's first). In
+    detect's order a run starts where a row repeats the first (face id, frame) of its
+    video; in another order, the n-th row of each face id and frame is in the n-th run.
 
     Raises:
         ResultsFileError: the file cannot be read, is not a video results CSV (e.g. no
             probability columns after ``top_emotion``), has a malformed row (cut off by a
             killed run; a frame that is not a whole number >= 0; a time that is not a
             number of seconds >= 0; a top emotion that is not one of the label columns; a
-            probability outside 0..1; the same video, face id and frame twice in one run),
-            or holds no face rows. The message names the file and the line.
+            probability outside 0..1; a video's face id and frame on more rows than its
+            other face ids and frames, or, in rows that are not in detect's order, on
+            fewer), or holds no face rows. The message names the file and the line.
     """
     path = Path(path)
     try:
@@ -121,10 +125,10 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
             reader = csv.DictReader(f)
             header = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             labels = _labels(path, header)
-            runs = _Runs(labels)
-            for row in reader:
+            rows = []
+            for raw in reader:
                 try:
-                    runs.add(row, reader.line_num)
+                    rows.append(_row(raw, labels, reader.line_num))
                 except _RowError as exc:
                     raise ResultsFileError(f"{path}: malformed results csv (line "
                                            f"{reader.line_num}: {exc})") from None
@@ -134,9 +138,17 @@ def read_timelines(path: str | Path) -> list[FaceTimeline]:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from exc
     except (ValueError, csv.Error) as exc:
         raise ResultsFileError(f"{path}: malformed results csv ({exc})") from exc
-    if not runs.timelines:
+    if not rows:
         raise ResultsFileError(f"{path}: holds no face rows")
-    return list(runs.timelines.values())
+    by_video: dict[str, list[_Row]] = {}
+    for row in rows:
+        by_video.setdefault(row.video, []).append(row)
+    try:
+        return [timeline for video_rows in by_video.values()
+                for timeline in _video_timelines(video_rows, labels)]
+    except _RowError as exc:
+        raise ResultsFileError(f"{path}: malformed results csv (line {exc.line}: "
+                               f"{exc})") from None
 
 
 def _labels(path: Path, header: list[str]) -> tuple[str, ...]:
@@ -156,51 +168,125 @@ def _labels(path: Path, header: list[str]) -> tuple[str, ...]:
 
 
 class _RowError(ValueError):
-    """What is wrong with one row of a results CSV (the caller adds file and line)."""
+    """What is wrong with a row of a results CSV (the caller adds the file, and the line
+    where ``line`` is 0)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
 
 
-class _Runs:
-    """Timelines of a results CSV's rows, by (video, run of that video, face id)."""
+class _Row(NamedTuple):
+    """One checked face row of a results CSV, read on ``line``."""
 
-    def __init__(self, labels: tuple[str, ...]) -> None:
-        self.labels = labels
-        self.timelines: dict[tuple[str, int, str], FaceTimeline] = {}
-        self._first: dict[str, tuple[str, int]] = {}  # video -> its first (face id, frame)
-        self._run: dict[str, int] = {}  # video -> its current run
-        self._seen: dict[tuple[str, int, str, int], int] = {}  # row key -> line
+    line: int
+    video: str
+    face: str
+    frame: int
+    time: float
+    top: str
+    probs: tuple[float, ...]
 
-    def add(self, row: dict[str | Any, Any], line: int) -> None:
-        """Add one CSV row (read on ``line``); raises :class:`_RowError` if malformed."""
-        if None in row.values():  # cut off, e.g. by a killed run
-            given = sum(value is not None for value in row.values())
-            raise _RowError(f"{given} of {len(row)} values")
-        if None in row:  # DictReader keeps cells beyond the header under the key None
-            raise _RowError(f"{len(row) - 1 + len(row[None])} values, the header has "
-                            f"{len(row) - 1}")
-        video, face = row["path"], row["face_id"].strip()
-        if not face:
-            raise _RowError("no face_id")
-        frame = _whole(row["frame"], "frame")
-        time = _number(row["time"], "time", "a number of seconds >= 0", 0.0, math.inf)
-        top = row["top_emotion"].strip()
-        if top not in self.labels:
-            raise _RowError(f"top_emotion {top!r} is not one of the label columns "
-                            f"({', '.join(self.labels)})")
-        probs = [_number(row[k], k, "a probability from 0 to 1", 0.0, 1.0)
-                 for k in self.labels]
-        run = self._run.setdefault(video, 0)
-        if self._first.setdefault(video, (face, frame)) == (face, frame) and \
-                (video, run, face, frame) in self._seen:
-            run = self._run[video] = run + 1  # the video again, e.g. given twice to detect
-        earlier = self._seen.setdefault((video, run, face, frame), line)
-        if earlier != line:
-            raise _RowError(f"face {face} of {video} at frame {frame} again (first on "
-                            f"line {earlier}); remove the repeated row")
-        timeline = self.timelines.get((video, run, face))
-        if timeline is None:
-            timeline = self.timelines[video, run, face] = FaceTimeline(
-                video, int(face) if face.isascii() and face.isdigit() else face, self.labels)
-        timeline.add(time, top, probs)
+
+def _row(row: dict[str | Any, Any], labels: tuple[str, ...], line: int) -> _Row:
+    """One CSV row (read on ``line``) checked; :class:`_RowError` if malformed."""
+    if None in row.values():  # cut off, e.g. by a killed run
+        given = sum(value is not None for value in row.values())
+        raise _RowError(f"{given} of {len(row)} values")
+    if None in row:  # DictReader keeps cells beyond the header under the key None
+        raise _RowError(f"{len(row) - 1 + len(row[None])} values, the header has "
+                        f"{len(row) - 1}")
+    face = row["face_id"].strip()
+    if not face:
+        raise _RowError("no face_id")
+    frame = _whole(row["frame"], "frame")
+    time = _number(row["time"], "time", "a number of seconds >= 0", 0.0, math.inf)
+    top = row["top_emotion"].strip()
+    if top not in labels:
+        raise _RowError(f"top_emotion {top!r} is not one of the label columns "
+                        f"({', '.join(labels)})")
+    probs = tuple(_number(row[k], k, "a probability from 0 to 1", 0.0, 1.0) for k in labels)
+    return _Row(line, row["path"], face, frame, time, top, probs)
+
+
+def _video_timelines(rows: list[_Row], labels: tuple[str, ...]) -> list[FaceTimeline]:
+    """The timelines of one video's ``rows`` (in file order): run by run, each run's faces
+    in order of first appearance, each face's frames in frame (time) order."""
+    runs = _runs_in_order(rows)
+    counts = Counter((row.face, row.frame) for row in rows)
+    tally = Counter(counts.values())
+    # the times the video was given to detect: the usual count; a tie: the smaller, but
+    # the larger where the rows are in detect's order (fewer because of a deleted row)
+    given = max(tally, key=lambda n: (tally[n], n if runs is not None else -n))
+    _check_repeats(rows, given)
+    if runs is None:  # not in detect's order: the n-th row of a face and frame is run n
+        short = next((row for row in rows if counts[row.face, row.frame] < given), None)
+        if short is not None:
+            raise _RowError(
+                f"{_uneven(short, counts[short.face, short.frame], given)} (the video "
+                f"given {given} times to detect, the rows re-ordered), so its runs cannot be "
+                "told apart; keep the rows in detect's order or write them again with "
+                "detect", short.line)
+        seen: Counter[tuple[str, int]] = Counter()
+        runs = []
+        for row in rows:
+            runs.append(seen[row.face, row.frame])
+            seen[row.face, row.frame] += 1
+    faces: dict[tuple[int, str], list[_Row]] = {}
+    for run, row in sorted(zip(runs, rows), key=lambda pair: pair[0]):
+        faces.setdefault((run, row.face), []).append(row)
+    timelines = []
+    for (_, face), face_rows in faces.items():
+        timeline = FaceTimeline(rows[0].video, int(face) if face.isascii() and face.isdigit()
+                                else face, labels)
+        for row in sorted(face_rows, key=lambda r: r.frame):
+            timeline.add(row.time, row.top, row.probs)
+        timelines.append(timeline)
+    return timelines
+
+
+def _runs_in_order(rows: list[_Row]) -> list[int] | None:
+    """The run of each of one video's ``rows`` where they are in detect's order (a run
+    starts where the video's first face id and frame come again); ``None`` where a face
+    id and frame comes twice within a run."""
+    first = (rows[0].face, rows[0].frame)
+    run, runs = 0, []
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        key = (row.face, row.frame)
+        if key in seen:
+            if key != first:
+                return None
+            run, seen = run + 1, set()
+        seen.add(key)
+        runs.append(run)
+    return runs
+
+
+def _check_repeats(rows: list[_Row], given: int) -> None:
+    """:class:`_RowError` at the first row of one video's ``rows`` whose face id and frame
+    comes more than ``given`` times (the times the video was given to detect)."""
+    lines: dict[tuple[str, int], list[int]] = {}
+    for row in rows:
+        earlier = lines.setdefault((row.face, row.frame), [])
+        if len(earlier) == given:
+            if given == 1:
+                raise _RowError(f"face {row.face} of {row.video} at frame {row.frame} again "
+                                f"(first on line {earlier[0]}); remove the repeated row",
+                                row.line)
+            raise _RowError(_uneven(row, given + 1, given, earlier) + f" (the video given "
+                            f"{given} times to detect); remove the repeated row", row.line)
+        earlier.append(row.line)
+
+
+def _uneven(row: _Row, count: int, given: int, earlier: list[int] | None = None) -> str:
+    """That ``row``'s face id and frame is on ``count`` rows, its video's others on
+    ``given`` each."""
+    where = (f"also lines {', '.join(map(str, earlier))}" if earlier
+             else f"line {row.line}")
+    return (f"face {row.face} of {row.video} at frame {row.frame} on {count} "
+            f"row{'s' if count != 1 else ''} ({where}), where its other rows are there "
+            f"{given} times each")
 
 
 def _whole(text: str, column: str) -> int:
@@ -225,8 +311,9 @@ def _number(text: str, column: str, what: str, low: float, high: float) -> float
 
 def plot_timelines(timelines: Sequence[FaceTimeline], out: str | Path) -> None:
     """Write a plot (PNG, or another type matplotlib writes, by ``out``'s suffix) with one
-    panel per timeline: each emotion's probability over time. Missing folders of ``out``
-    are created.
+    panel per timeline, 900 x 220 pixels: each emotion's probability over time. Missing
+    folders of ``out`` are created. Names that are not UTF-8 are drawn with U+FFFD for the
+    bytes that are not.
 
     Raises:
         ValueError: ``timelines`` is empty, or matplotlib cannot write ``out``'s file type.
@@ -239,14 +326,21 @@ def plot_timelines(timelines: Sequence[FaceTimeline], out: str | Path) -> None:
     axes = fig.subplots(len(timelines), 1, sharex=True, squeeze=False)
     for ax, timeline in zip(axes[:, 0], timelines):
         for i, label in enumerate(timeline.labels):
-            ax.plot(timeline.times, [p[i] for p in timeline.probs], label=label,
+            ax.plot(timeline.times, [p[i] for p in timeline.probs], label=_shown(label),
                     linewidth=1.2)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
-        ax.set_title(f"{Path(timeline.path).name}: face #{timeline.face_id}", fontsize=10)
+        ax.set_title(_shown(f"{Path(timeline.path).name}: face #{timeline.face_id}"),
+                     fontsize=10)
     axes[-1, 0].set_xlabel("time (s)")
     # beside the first panel, not on it: the curves near 1.0 stay visible
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
+
+
+def _shown(text: str) -> str:
+    """``text`` as matplotlib can draw it: bytes that were not UTF-8 (kept as surrogates
+    when the CSV was read, e.g. a Latin-1 re-save) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

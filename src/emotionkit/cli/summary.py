@@ -12,6 +12,8 @@ import click
 
 from ._common import fail, run_or_fail
 
+_MAX_PANELS = 30  # 220 pixels each; a long video's tracker can give hundreds of face ids
+
 
 @click.command(short_help="Per-face emotion share over time of detect's video results.")
 @click.argument("results", type=click.Path(dir_okay=False, path_type=Path))
@@ -57,8 +59,15 @@ def summary(results: Path, plot: Path | None, fmt: str) -> None:
 
 
 def _plot(timelines: list[Any], out: Path) -> None:
+    """Plot ``timelines`` to ``out``: at most the ``_MAX_PANELS`` seen in the most frames
+    (a note says so), in their order."""
     from ..summary import plot_timelines
 
+    if len(timelines) > _MAX_PANELS:
+        longest = sorted(range(len(timelines)), key=lambda i: -len(timelines[i].times))
+        click.echo(f"note: plotted the {_MAX_PANELS} faces seen in the most frames, of "
+                   f"{len(timelines)}", err=True)
+        timelines = [timelines[i] for i in sorted(longest[:_MAX_PANELS])]
     try:
         plot_timelines(timelines, out)
     except (FileExistsError, NotADirectoryError):
