@@ -526,3 +526,135 @@ def test_an_empty_split_folder_or_a_val_fraction_rounding_to_none_is_named(
         f"{flat}: no split 'val'; available: train; val_fraction 0.1 of each label's "
         "training images rounds to none (the largest label has 4); raise it "
         "(--val-fraction) or add root/val/<label>/ folders")
+
+
+def test_val_carve_out_does_not_depend_on_the_label_order_or_subset(tmp_path: Path) -> None:
+    """The same seed carves the same validation images out of a label's folder whatever
+    ``labels`` order or subset the dataset is opened with (the choice followed the label
+    order: re-opened as ``labels=["sad", "happy"]``, ``val`` held training images)."""
+    root = write_face_folders(tmp_path / "faces", n=20)
+    for name in ("Other", "calm"):  # custom labels too
+        (root / name).mkdir()
+        for i, crop in enumerate(face_crops(8, 9)):
+            cv2.imwrite(str(root / name / f"{i}.png"), crop)
+
+    def val_files(**options: object) -> set[Path]:
+        ds = FolderDataset(root, val_fraction=0.25, seed=5, **options)  # type: ignore[arg-type]
+        return {path for path, _ in ds._files["val"]}
+
+    default = val_files()
+    assert len(default) == 5 + 5 + 2 + 2
+    assert val_files(labels=["calm", "sad", "Other", "happy"]) == default
+    for subset in (["sad"], ["Sadness", "other"], ["calm", "Happy"]):
+        assert val_files(labels=subset) == {
+            p for p in default if _match_folder(p.parent.name, subset)}, subset
+
+
+def _match_folder(folder: str, labels: list[str]) -> bool:
+    """Whether the label folder ``folder`` is one of ``labels`` (case, emotion synonyms)."""
+    return any((canonical_label(folder) or folder.lower())
+               == (canonical_label(x) or x.lower()) for x in labels)
+
+
+@pytest.mark.parametrize("split, usage", [
+    ("publictest", "PublicTest"), ("validation", "PublicTest"), ("Val", "PublicTest"),
+    ("training", "Training"), ("TRAIN", "Training"), ("privatetest", "PrivateTest"),
+    ("Test", "PrivateTest")])
+def test_fer2013_csv_split_names_any_case_and_folder_aliases(
+        tmp_path: Path, split: str, usage: str) -> None:
+    """``Fer2013Csv.split_name``'s docstring promised ``publictest``; it and the folder
+    datasets' aliases (``validation``, ``training``) were 'no usable rows' errors."""
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    ds = Fer2013Csv(path)
+    assert ds.split_name(split) == usage
+    assert ds.load(split).fingerprint() == ds.load(usage).fingerprint()
+    assert ds.split_name("holdout") is None
+
+
+_FERPLUS_HEADER = ("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,"
+                   "contempt,unknown,NF\n")
+
+
+def test_ferplus_vote_shares_are_not_truncated_to_whole_votes(tmp_path: Path) -> None:
+    """A FER+ file of vote shares (0.7 happiness, 0.3 neutral) was read as whole votes
+    (0 and 0): soft labels fell back to FER2013's one-hot labels in silence and every row
+    lost its majority."""
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)  # 12 happy, then 12 sad faces
+    rows = []
+    for i in range(24):
+        votes = [0.0] * 10
+        votes[1 if i < 12 else 3], votes[0] = 0.7, 0.3  # happiness / sadness, neutral
+        rows.append("Training,x.png," + ",".join(map(str, votes)) + "\n")
+    shares = tmp_path / "shares.csv"
+    shares.write_text(_FERPLUS_HEADER + "".join(rows))
+    ds = Fer2013Csv(path)
+    soft = ds.ferplus_soft_labels("train", shares)
+    col = {label: i for i, label in enumerate(FER_LABELS)}
+    assert soft[0, col["happy"]] == pytest.approx(0.7)
+    assert soft[0, col["neutral"]] == pytest.approx(0.3)
+    assert soft[8, col["sad"]] == pytest.approx(0.7)
+    train = Fer2013Csv(path, ferplus=shares).load("train")
+    counts = dict(zip(train.labels, train.class_counts().tolist()))
+    assert counts["happy"] == counts["sad"] == 8 and len(train) == 16
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-3", "many"])
+def test_ferplus_rows_with_bad_votes_are_skipped_not_a_traceback(
+        tmp_path: Path, bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``inf`` ended in OverflowError; a negative vote was counted as one."""
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    rows = [f"Training,x.png,{'0,' * 3}{bad if i == 0 else '0'},0,0,0,0,0,0\n"
+            if i < 2 else "Training,x.png,0,9,0,1,0,0,0,0,0,0\n" for i in range(24)]
+    ferplus = tmp_path / "ferplus.csv"
+    ferplus.write_text(_FERPLUS_HEADER + "".join(rows))
+    with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
+        ds = Fer2013Csv(path, ferplus=ferplus)
+        train = ds.load("train")
+    assert len(train) == 14 and ds.skipped == 2  # rows 0 (bad) and 1 (no vote)
+    assert "skipped row 2: no FER+ votes for this row" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="emotionkit.training"):
+        soft = Fer2013Csv(path).ferplus_soft_labels("train", ferplus)
+    assert soft[0].tolist() == soft[1].tolist() == [0, 0, 0, 1, 0, 0, 0]  # own label
+    assert "1 row without readable FER+ votes" in caplog.text
+
+
+def test_fer2013_csv_skipped_counts_are_per_split(tmp_path: Path) -> None:
+    """Every split's ``ImageData.skipped`` was the whole file's count (a trained model's
+    config.json gave train and val the same, summed, number)."""
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path)  # 4 bad rows: 3 Training, 1 with an unknown Usage
+    with path.open("a") as f:
+        f.write(_fer_line(3, np.zeros((47, 48), np.uint8), "PrivateTest"))
+    ds = Fer2013Csv(path)
+    assert ds.load("train").skipped == 3 and ds.load("val").skipped == 0
+    assert ds.load("test").skipped == 1 and ds.skipped == 5
+    assert Fer2013Csv(path, labels=["happy", "sad"]).load("train").skipped == 3
+
+
+def test_ferplus_header_that_does_not_name_every_column_is_one_clear_error(
+        tmp_path: Path) -> None:
+    """A header-less FER+ file (Microsoft's layout: ``Usage,Image name,`` then 10 vote
+    columns) was told to add a line of the 10 vote names; done so, every row was skipped
+    as 'no FER+ votes' and the error was 'no usable rows'."""
+    path = tmp_path / "fer.csv"
+    write_fer_csv(path, bad_rows=False)
+    rows = "".join(f"Training,fer{i:07d}.png,0,7,0,1,0,0,0,0,0,0\n" for i in range(24))
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text(rows)
+    with pytest.raises(DatasetError) as error:
+        Fer2013Csv(path, ferplus=headerless).load("train")
+    assert str(error.value).endswith(
+        f"add the line '{_FERPLUS_HEADER.strip()}' at its top")
+    votes_only = tmp_path / "votes-only.csv"
+    votes_only.write_text(_FERPLUS_HEADER.split(",", 2)[2] + rows)
+    with pytest.raises(DatasetError) as error:
+        Fer2013Csv(path, ferplus=votes_only).load("train")
+    assert str(error.value) == (
+        f"{votes_only}: row 2 has 12 values but the header line names 10 columns; name "
+        f"every column (FER+'s own file: '{_FERPLUS_HEADER.strip()}')")
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(_FERPLUS_HEADER + rows)
+    assert len(Fer2013Csv(path, ferplus=fixed).load("train")) == 16

@@ -237,8 +237,17 @@ def test_cross_fitted_teachers_label_images_they_did_not_train_on(tmp_path: Path
     save_soft_labels(tmp_path / "cross.npz", train, soft)
     Trainer(tmp_path / "student", arch_options=TINY, epochs=1, batch_size=16, progress=False,
             teacher=tmp_path / "cross.npz").fit(train, val)
-    # a second call finds both teachers trained and gives the same labels
+    # a second call reuses both finished teachers as they are: nothing is scored or
+    # written again (it used to re-run fit on each: new metrics.json, plots, config.json)
+    outputs = ("metrics.json", "config.json", "history.png", "confusion_matrix.png")
+    written = {(k, name): (tmp_path / f"teacher-{k}" / name).stat().st_mtime_ns
+               for k in range(2) for name in outputs}
     assert np.allclose(cross_fitted_soft_labels(teacher, train, val, folds=2, seed=0), soft)
+    assert written == {(k, name): (tmp_path / f"teacher-{k}" / name).stat().st_mtime_ns
+                       for k in range(2) for name in outputs}
+    # other folds are other training data: not those teachers' run, whatever it holds
+    with pytest.raises(TrainingError, match="the train data differ"):
+        cross_fitted_soft_labels(teacher, train, val, folds=2, seed=1)
 
 
 def test_a_damaged_soft_label_cache_is_computed_again(brightness_model_dir: Path, noisy,
@@ -272,3 +281,65 @@ def test_a_cut_short_soft_label_file_is_one_error(tmp_path: Path) -> None:
     cut.write_bytes(cut.read_bytes()[:60])
     with pytest.raises(DatasetError, match=r"cut\.npz: not a soft-label file"):
         SoftLabelFile(cut)
+
+
+def test_cross_fitting_continues_a_teacher_with_more_epochs(tmp_path: Path) -> None:
+    """A finished teacher is reused only for the run it is: asked for more epochs, it
+    trains on (a stopped-early teacher too, as ``Trainer.fit`` would)."""
+    pixels, truth = _lit_faces(32, seed=7)
+    train = ImageData(pixels, truth, ("bright", "dark"), name="lit")
+    val = train.subset(np.arange(8))
+
+    def teacher(epochs: int):
+        return lambda k: Trainer(tmp_path / f"teacher-{k}", arch_options=TINY, epochs=epochs,
+                                 batch_size=16, progress=False, seed=k, augment=False,
+                                 resume=True)
+
+    cross_fitted_soft_labels(teacher(1), train, val, folds=2)
+    cross_fitted_soft_labels(teacher(2), train, val, folds=2)
+    for k in range(2):
+        metrics = json.loads((tmp_path / f"teacher-{k}" / "metrics.json").read_text())
+        assert metrics["epochs_run"] == 2
+
+
+def test_cross_fitting_refuses_a_label_too_rare_for_its_folds(tmp_path: Path) -> None:
+    """A label with a single image leaves one teacher without it: that teacher stopped
+    with an error only after the teachers before it had trained (hours, on FER2013)."""
+    pixels, truth = _lit_faces(12, seed=7)
+    truth[:] = 0
+    truth[5] = 1
+    train = ImageData(pixels, truth, ("bright", "dark"), name="lit")
+
+    def teacher(k: int) -> Trainer:
+        return Trainer(tmp_path / f"teacher-{k}", arch_options=TINY, epochs=1, batch_size=16,
+                       progress=False, resume=True)
+
+    with pytest.raises(DatasetError, match=r"lit: 1 image of dark: a teacher would have none"):
+        cross_fitted_soft_labels(teacher, train, train, folds=3)
+    assert not list(tmp_path.iterdir())  # no teacher trained
+
+
+class _PluginClassifier:
+    """A classifier as a plugin writes one (the ``EmotionClassifier`` protocol):
+    ``predict(faces)`` of BGR crops, no mirror averaging; here the real trained model."""
+
+    def __init__(self, classifier) -> None:
+        self.labels = classifier.labels
+        self.input_size = classifier.input_size
+        self.crop_margin = classifier.crop_margin
+        self._classifier = classifier
+
+    def predict(self, faces) -> np.ndarray:
+        return self._classifier.predict(faces)
+
+
+def test_a_teacher_without_mirror_averaging_teaches_without_it(
+        brightness_model_dir: Path, noisy) -> None:
+    """The default ``tta=True`` (and every ``--teacher`` run) called ``predict(crops,
+    tta=True)`` on a teacher whose ``predict`` takes no ``tta``: a TypeError traceback."""
+    train, _, truth = noisy
+    teacher = load_classifier(brightness_model_dir)
+    plugin = _PluginClassifier(teacher)
+    soft = soft_labels(plugin, train, temperature=1.0)
+    np.testing.assert_allclose(soft, soft_labels(teacher, train, 1.0, tta=False), atol=1e-4)
+    assert (soft.argmax(axis=1) == truth).mean() > 0.9

@@ -392,3 +392,113 @@ def test_cli_labels_a_fer_csv_lacks_are_a_usage_error(tmp_path: Path, command: s
         (line,) = result.output.splitlines()
         assert line.startswith(f"error: --labels: {path}: {says}"), line
     assert not (tmp_path / "run").exists()
+
+
+class _Contrast:
+    """A plain-protocol classifier: softmax of the face's brightness in units of its own
+    contrast, ``(mean - 128) / std``; a flat face (``std == 0``) gives NaN."""
+
+    labels = ("bright", "dark")
+    input_size = (48, 48)
+    crop_margin = 0.0
+
+    def predict(self, faces):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.array([(f.mean() - 128.0) / f.std() for f in faces])
+            e = np.exp(np.stack([z, -z], axis=1))
+            return e / e.sum(axis=1, keepdims=True)
+
+
+def test_classifier_answers_that_are_not_probabilities_are_an_error(tmp_path: Path) -> None:
+    """NaN probabilities were scored as the first label (argmax of NaN is 0), and a
+    classifier answering fewer columns than it has labels was scored in silence."""
+    from emotionkit.errors import EmotionKitError
+
+    root = _bright_dark_folder(tmp_path / "bd")
+    data = FolderDataset(root, val_fraction=0, channels=3).load("train")
+    assert evaluate_classifier(_Contrast(), data).accuracy == 1.0  # real faces: fine
+    cv2.imwrite(str(root / "dark" / "flat.png"), np.full((60, 60, 3), 128, np.uint8))
+    flat = FolderDataset(root, val_fraction=0, channels=3).load("train")
+    with pytest.raises(EmotionKitError, match=r"_Contrast gave non-finite probabilities "
+                       r"\(NaN or infinity\) for 1 of 21 images"):
+        evaluate_classifier(_Contrast(), flat)
+
+    class _ThreeNames(_MeanBrightness):
+        labels = ("bright", "dark", "neutral")  # but predict answers two columns
+
+    with pytest.raises(EmotionKitError, match=r"_ThreeNames answered 2 probabilities per "
+                       r"image for its 3 labels \(bright, dark, neutral\)"):
+        evaluate_classifier(_ThreeNames(), data)
+
+
+def test_labels_naming_one_classifier_label_twice_is_an_error(tmp_path: Path) -> None:
+    """``labels=["bright", "Bright"]`` scored a one-label classifier: every answer right."""
+    from emotionkit.training.datasets import DatasetError
+
+    data = FolderDataset(_bright_dark_folder(tmp_path / "bd"), val_fraction=0,
+                         channels=3).load("train")
+    with pytest.raises(DatasetError, match=r"labels \['dark', 'Dark'\] name the "
+                       "classifier's label dark more than once"):
+        evaluate_classifier(_MeanBrightness(), data, labels=["dark", "Dark"])
+
+
+def _by_hand(truth: list[str], answer: list[str], labels: list[str]) -> dict:
+    """Accuracy, per-label precision/recall/F1/support and macro-F1 (over the labels with
+    images) counted with plain loops."""
+    per = {}
+    for x in labels:
+        tp = sum(t == x and a == x for t, a in zip(truth, answer))
+        said, has = answer.count(x), truth.count(x)
+        p, r = (tp / said if said else 0.0), (tp / has if has else 0.0)
+        per[x] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
+                  "support": has}
+    present = [per[x]["f1"] for x in labels if per[x]["support"]]
+    return {"accuracy": sum(t == a for t, a in zip(truth, answer)) / len(truth),
+            "macro_f1": sum(present) / len(present), "per_class": per}
+
+
+def test_metrics_on_real_fer2013_rows_match_a_hand_count(fer_rows) -> None:
+    """The bundled fer-cnn on the first 600 real FER2013 rows, loaded with labels in an
+    order other than the classifier's: predictions are mapped by name, the report (all the
+    classifier's labels, some without images) and its JSON match a count by hand, and no
+    number is NaN; ``labels=`` in yet another order does too."""
+    from conftest import FER_CSV
+    from emotionkit import create_classifier
+    from emotionkit.classifiers import FER_LABELS
+    from emotionkit.training import Fer2013Csv
+
+    chosen = ["neutral", "Sadness", "happy", "ANGER"]
+    names = ["neutral", "sad", "happy", "angry"]
+    data = Fer2013Csv(FER_CSV, limit=600, labels=chosen).load("Training")
+    assert data.labels == tuple(names)
+    clf = create_classifier("fer-cnn")
+    rows = [(FER_LABELS[code], image) for code, image, usage in fer_rows
+            if usage == "Training" and FER_LABELS[code] in names]
+    truth = [name for name, _ in rows]
+    probs = clf.predict_pixels(np.stack([image for _, image in rows])[..., None])
+    answer = [clf.labels[i] for i in probs.argmax(axis=1)]
+
+    report = evaluate_classifier(clf, data)
+    assert report.labels == clf.labels and report.n == len(rows) > 300
+    expected = _by_hand(truth, answer, list(clf.labels))
+    got = json.loads(report.to_json())
+    assert got["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+    assert got["macro_f1"] == pytest.approx(expected["macro_f1"], abs=1e-6)
+    for label in clf.labels:
+        for key, value in expected["per_class"][label].items():
+            assert got["per_class"][label][key] == pytest.approx(value, abs=1e-6), (label, key)
+    assert got["confusion_matrix"] == [
+        [sum(t == x and a == y for t, a in zip(truth, answer)) for y in clf.labels]
+        for x in clf.labels]
+    assert "NaN" not in report.to_json()
+    assert got["per_class"]["disgust"]["support"] == 0  # no images: left out of macro-F1
+
+    order = ["sad", "angry", "happy"]  # a subset, in another order again
+    subset = evaluate_classifier(clf, data, labels=order)
+    scored = [(t, order[int(np.argmax(p[[clf.labels.index(x) for x in order]]))])
+              for t, p in zip(truth, probs) if t in order]
+    expected = _by_hand([t for t, _ in scored], [a for _, a in scored], order)
+    assert subset.labels == tuple(order) and subset.n == len(scored)
+    assert subset.accuracy == pytest.approx(expected["accuracy"])
+    assert subset.macro_f1 == pytest.approx(expected["macro_f1"])
+    assert subset.f1.tolist() == pytest.approx([expected["per_class"][x]["f1"] for x in order])

@@ -391,3 +391,51 @@ def test_resume_keeps_the_base_weights_the_run_started_with(
         started["base_weights"], started["base_weights_sha256"])
     assert (f"{out}: base_weights none not used: a resumed run continues from its "
             f"checkpoint (the run started with {weights_file})") in caplog.text
+
+
+@pytest.mark.parametrize(("base", "size", "last", "after"), [
+    ("EfficientNetB0", 32, "block7", {"top_conv", "top_bn"}),  # no number of their own
+    ("ResNet50V2", 32, "conv5", {"post_bn"}),
+    ("InceptionV3", 75, None, set()),  # conv2d_N, batch_normalization_N: Keras's counts
+])
+def test_the_last_block_of_any_base_trains(base: str, size: int, last: str | None,
+                                           after: set[str]) -> None:
+    """``trainable_blocks=1`` trained only EfficientNet's ``top_bn``, ResNetV2's
+    ``post_bn`` and one of InceptionV3's batch norms: a layer without a number of its own
+    (or with a number Keras counted) was a block of its own."""
+    model = build_model("transfer", num_classes=2, base=base, size=size, pooling="avg")
+    layers = [layer for layer in base_of(model).layers if layer.weights]
+    if last is None:  # InceptionV3: the 9 convolutions (and batch norms) of block mixed10
+        names = [layer.name for layer in base_of(model).layers]
+        mixed9 = base_of(model).get_layer("mixed9")
+        expected = [layer.name for layer in layers
+                    if names.index(layer.name) > names.index(mixed9.name)]
+        assert sum(isinstance(base_of(model).get_layer(name), keras.layers.Conv2D)
+                   for name in expected) == 9
+    else:
+        expected = [layer.name for layer in layers if layer.name.startswith(last)
+                    or layer.name in after]
+    assert _base_trainable(model) == expected
+
+
+def test_base_weights_from_a_model_of_a_base_with_counted_layer_names(
+    fer_csv: Path, tmp_path: Path
+) -> None:
+    """EfficientNet's Normalization layer has a name Keras counts (``normalization_3``):
+    another instance of the base has another, so copying the base's weights by layer name
+    stopped with "1 of its layers (normalization_3, ...) have no place in this run's
+    base" (the ImageNet weights of such bases went the same way)."""
+    options = {"base": "EfficientNetB0", "size": 32, "pooling": "avg", "head": [8]}
+    keras.utils.set_random_seed(3)
+    source = build_model("transfer", num_classes=7, **options)
+    base_of(source).get_layer("block7a_project_conv").kernel.assign(
+        np.full(base_of(source).get_layer("block7a_project_conv").kernel.shape, 0.01))
+    source.save(tmp_path / "source.keras")
+    ds = Fer2013Csv(fer_csv, labels=["angry", "happy", "sad"])
+    out = tmp_path / "run"
+    TransferTrainer(out, "transfer", arch_options=options, base_weights=tmp_path / "source.keras",
+                    head_epochs=1, epochs=1, batch_size=16, progress=False).fit(
+        ds.load("train"), ds.load("val"))
+    trained = base_of(keras.saving.load_model(out / "model.keras"))
+    for saved, want in zip(trained.get_weights(), base_of(source).get_weights()):
+        np.testing.assert_array_equal(saved, want)  # the head phase leaves the base alone

@@ -125,11 +125,15 @@ def set_trainable_blocks(base: Any, blocks: int) -> None:
     """Make the last ``blocks`` blocks of ``base`` trainable and freeze the rest.
 
     A block is a run of layers whose names share the prefix up to the first number
-    (VGG ``block5_conv1`` -> ``block5``; ResNet ``conv5_block3_out`` -> ``conv5``); layers
-    without a number are a block each. Only blocks with weights count. ``0`` freezes the
-    whole base, a negative number or one larger than the block count trains all of it.
+    (VGG ``block5_conv1`` -> ``block5``; ResNet ``conv5_block3_out`` -> ``conv5``;
+    EfficientNet ``block7a_project_conv`` -> ``block7``). A layer without a number of its
+    own -- an unnumbered name (EfficientNet ``top_conv``, DenseNet's last ``bn``) or one
+    that Keras made up (``conv2d_93``, ``batch_normalization_4``: a count, not a block) --
+    belongs to the block before it (before the first block: to the first). Only blocks
+    with weights count. ``0`` freezes the whole base, a negative number or one larger than
+    the block count trains all of it.
     """
-    keys = [_block_key(layer.name) for layer in base.layers]
+    keys = _block_keys(base.layers)
     groups = list(dict.fromkeys(k for k, layer in zip(keys, base.layers) if layer.weights))
     chosen = set(groups if blocks < 0 else groups[max(0, len(groups) - blocks):] if blocks else [])
     base.trainable = bool(chosen)
@@ -137,9 +141,24 @@ def set_trainable_blocks(base: Any, blocks: int) -> None:
         layer.trainable = key in chosen
 
 
-def _block_key(layer_name: str) -> str:
-    match = _BLOCK_KEY.match(layer_name)
-    return match.group(0) if match else layer_name
+def _block_keys(layers: list[Any]) -> list[str]:
+    """Each layer's block (see :func:`set_trainable_blocks`), in layer order."""
+    own = [None if _auto_named(layer) else _BLOCK_KEY.match(layer.name) for layer in layers]
+    keys = [match.group(0) if match else None for match in own]
+    current = next((key for key in keys if key is not None), "")
+    blocks = []
+    for key in keys:
+        current = key or current
+        blocks.append(current)
+    return blocks
+
+
+def _auto_named(layer: Any) -> bool:
+    """Whether ``layer`` has the name Keras gives a layer without one (its class name in
+    snake case, with a count: ``conv2d_93``)."""
+    cls = re.sub(r"\W+", "", type(layer).__name__)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls)).lower()
+    return re.fullmatch(rf"{re.escape(snake)}(_\d+)?", layer.name) is not None
 
 
 def _register(name: str, base: str, description: str) -> None:

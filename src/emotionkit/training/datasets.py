@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import logging
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ class ImageData:
         targets: ``int64`` ``(N,)`` indices into ``labels``.
         labels: label names, in target-index order.
         name: a human-readable description (path and split).
-        skipped: number of rows/files left out because they were unusable.
+        skipped: number of rows/files of this split left out because they were unusable.
         color_order: channel order of 3-channel ``pixels`` (``"rgb"`` or ``"bgr"``).
         source_labels: after :meth:`select_labels` or a dataset's ``labels`` option, the
             labels of the data it was taken from (target index ``i`` is
@@ -240,7 +241,9 @@ class FolderDataset(LabelledDataset):
 
     Split folder names: ``train``/``training``, ``val``/``valid``/``validation``/``dev``,
     ``test``. Without a validation folder, ``val_fraction`` of every label's training
-    images (chosen with ``seed``, stratified) form the ``val`` split.
+    images (chosen with ``seed``, stratified) form the ``val`` split; a label's choice
+    depends on ``seed`` and its own files only, so ``labels`` in another order or a subset
+    of them carve the same images.
 
     Label folders whose names are emotions (``Happy``, ``happiness``, ``ANGER`` ...) map to
     the canonical names of :data:`~emotionkit.classifiers.FER_LABELS` (plus ``contempt``)
@@ -450,7 +453,7 @@ class FolderDataset(LabelledDataset):
             files[split] = entries
         if "val" not in files and self.val_fraction > 0 and files.get("train"):
             files["train"], files["val"] = _stratified_split(
-                files["train"], self.val_fraction, self.seed
+                files["train"], self.val_fraction, self.seed, self.labels
             )
         return files
 
@@ -459,16 +462,19 @@ class Fer2013Csv(LabelledDataset):
     """The Kaggle FER2013 CSV (``emotion,pixels,Usage``), plain or gzip-compressed.
 
     Splits are the ``Usage`` values ``Training``, ``PublicTest`` (validation) and
-    ``PrivateTest`` (test); ``train``/``val``/``test`` are accepted as aliases. Labels are
+    ``PrivateTest`` (test); they and the folder datasets' split names (``train``/``val``/
+    ``validation``/``test``...) are accepted in any case. Labels are
     :data:`~emotionkit.classifiers.FER_LABELS` (codes 0..6).
 
     With ``ferplus`` (a row-aligned ``ferplus.csv``, plain or ``.gz``), targets become the
     FER+ majority vote over :data:`FERPLUS_LABELS`; rows whose top vote is ``unknown`` or
-    ``NF`` (not a face), or is tied between emotions, are skipped.
+    ``NF`` (not a face), or is tied between emotions, are skipped. Votes may be counts or
+    shares (``0.7``); a row with a vote that is not a number >= 0 is skipped.
 
     Both files need their header line; a UTF-8 byte-order mark and spaces around the
     commas (a spreadsheet's re-save) are ignored. Rows with a bad label code, a pixel count
-    other than 48x48, non-numeric pixels or an unknown ``Usage`` are skipped and counted.
+    other than 48x48, non-numeric pixels or an unknown ``Usage`` are skipped and counted
+    (:attr:`skipped`: the whole file; :attr:`ImageData.skipped`: the split's rows).
     ``limit`` reads only the first rows (quick experiments). ``labels`` keeps only the rows
     of those labels, renumbered in the order given (e.g. ``("angry", "happy", "sad")``; see
     :meth:`ImageData.select_labels`).
@@ -507,6 +513,7 @@ class Fer2013Csv(LabelledDataset):
         self._n_rows = 0  # csv data rows read by _parse
         self._limited = False
         self.skipped = 0
+        self._split_skipped: dict[str, int] = {}  # per Usage value
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -527,21 +534,31 @@ class Fer2013Csv(LabelledDataset):
         key, (faces, targets, _) = self._split_rows(split)
         data = ImageData(
             self._to_pixels(faces), np.asarray(targets, dtype=np.int64), self.source_labels,
-            f"{self.path} [{key}]", self.skipped, self.color_order,
+            f"{self.path} [{key}]", self._split_skipped[key], self.color_order,
         )
         return data if self.labels == self.source_labels else data.select_labels(self.labels)
 
     def split_name(self, split: str) -> str | None:
-        """The ``Usage`` value in :attr:`splits` that ``split`` (``train``, ``test``,
-        ``publictest``...) stands for, or ``None``."""
-        key = self._ALIASES.get(split.lower(), split)
+        """The ``Usage`` value in :attr:`splits` that ``split`` (``train``, ``validation``,
+        ``test``, ``publictest``...: any case) stands for, or ``None``."""
+        key = self._usage(split)
         return key if key in self.splits else None
+
+    def _usage(self, split: str) -> str:
+        """The ``Usage`` value ``split`` names: a ``Usage`` value or a split alias of a
+        folder dataset (``train``, ``validation``, ``test``...), in any case; else
+        ``split`` itself."""
+        alias = _SPLIT_ALIASES.get(split.strip().lower())
+        if alias is not None:
+            return self._ALIASES[alias]
+        usages = (self.train_split, self.val_split, self.test_split)
+        return next((u for u in usages if u.lower() == split.strip().lower()), split)
 
     def _split_rows(
         self, split: str
     ) -> tuple[str, tuple[list[np.ndarray], list[int], list[int]]]:
         """The ``Usage`` value ``split`` names (aliases resolved) and its parsed rows."""
-        key = self._ALIASES.get(split.lower(), split)
+        key = self._usage(split)
         rows = self._parse()
         if key not in rows or not rows[key][0]:
             raise DatasetError(
@@ -557,6 +574,7 @@ class Fer2013Csv(LabelledDataset):
             s: ([], [], []) for s in (self.train_split, self.val_split, self.test_split)
         }
         votes = _read_ferplus_votes(self.ferplus) if self.ferplus is not None else None
+        split_skipped = dict.fromkeys(rows, 0)
         skipped = n_rows = 0
         self._limited = False  # whether limit stopped the reading before the end
         for i, record in enumerate(_read_csv(self.path, ("emotion", "pixels", "Usage"))):
@@ -567,6 +585,9 @@ class Fer2013Csv(LabelledDataset):
             reason, image, target = self._parse_row(record, votes, i)
             if reason is not None or image is None:
                 skipped += 1
+                usage = (record.get("Usage") or "").strip()
+                if usage in split_skipped:
+                    split_skipped[usage] += 1
                 if skipped <= _MAX_LOGGED_SKIPS:
                     log.warning("%s: skipped row %d: %s", self.path, i + 2, reason)
                 continue
@@ -578,6 +599,7 @@ class Fer2013Csv(LabelledDataset):
             self._check_aligned(self.ferplus, len(votes), n_rows)
         self._n_rows = n_rows
         self.skipped = skipped
+        self._split_skipped = split_skipped
         total = sum(len(t) for _, t, _ in rows.values())
         _log_summary(str(self.path), total, skipped)
         if total == 0:
@@ -600,7 +622,8 @@ class Fer2013Csv(LabelledDataset):
         ``ferplus``: the row-aligned FER+ csv (plain or ``.gz``). Each row is the share of
         the FER+ annotators' votes (10 per image) that went to each of this dataset's
         labels (``contempt``, ``unknown`` and ``NF`` votes are left out); an image with
-        no vote for any of them gets its own FER2013 label (one-hot). Rows follow
+        no vote for any of them, or whose FER+ row cannot be read (logged), gets its own
+        FER2013 label (one-hot). Rows follow
         ``load(split)``, so ``save_soft_labels(path, ds.load(split), ds.ferplus_soft_labels(
         split, ferplus))`` writes a teacher file (human soft labels for distillation).
         Only for a dataset with the original labels (made without ``ferplus``).
@@ -622,6 +645,10 @@ class Fer2013Csv(LabelledDataset):
         # the rows load() keeps (all, unless labels were selected), in its target order
         kept = [(votes[row], chosen.index(code)) for row, code in zip(rows, codes)
                 if code in chosen]
+        unreadable = sum(v is None for v, _ in kept)
+        if unreadable:
+            log.warning("%s: %d row%s without readable FER+ votes (given their FER2013 label)",
+                        ferplus, unreadable, "s" if unreadable != 1 else "")
         table = np.array([v[columns] if v is not None else np.zeros(len(columns))
                           for v, _ in kept], dtype=np.float64).reshape(len(kept), len(columns))
         hot = np.eye(len(chosen))[[target for _, target in kept]]
@@ -647,8 +674,8 @@ class Fer2013Csv(LabelledDataset):
                 return "no FER+ votes for this row", None, -1
             row_votes = votes[i]
             assert row_votes is not None
-            top = int(row_votes.max())
-            if top == 0 or int((row_votes[:8] == top).sum()) != 1 or row_votes[8:].max() == top:
+            top = row_votes.max()
+            if top <= 0 or int((row_votes[:8] == top).sum()) != 1 or row_votes[8:].max() == top:
                 return "no FER+ majority emotion (tie, unknown or not a face)", None, -1
             column = self._FERPLUS_COLUMNS[int(np.argmax(row_votes[:8]))]
             label = canonical_label(column)
@@ -664,15 +691,34 @@ class Fer2013Csv(LabelledDataset):
 
 
 def _read_ferplus_votes(path: Path) -> list[np.ndarray | None]:
-    """Per row of a FER+ csv: votes ``(10,)`` over the 8 emotions of
-    ``Fer2013Csv._FERPLUS_COLUMNS``, ``unknown``, ``NF``; None for an unreadable row."""
+    """Per row of a FER+ csv: votes ``(10,)`` (``float64``: counts, or vote shares) over the
+    8 emotions of ``Fer2013Csv._FERPLUS_COLUMNS``, ``unknown``, ``NF``; an empty cell is
+    0; None for a row with a vote that is not a finite number >= 0, or with more or fewer
+    values than the header names.
+
+    Raises:
+        DatasetError: the file cannot be read, lacks a vote column, or its first row has
+            more values than its header line names columns (a header of the vote columns
+            only, on the file's ``Usage,Image name,...`` rows, would shift every vote).
+    """
     columns = (*Fer2013Csv._FERPLUS_COLUMNS, "unknown", "NF")
+    full = ("Usage", "Image name", *columns)  # the header of FER+'s own fer2013new.csv
     votes: list[np.ndarray | None] = []
-    for record in _read_csv(path, columns):
+    for i, record in enumerate(_read_csv(path, columns, full)):
+        extra: list[str] = record.get(None, [])  # type: ignore[call-overload]
+        if i == 0 and extra:
+            named = len(record) - 1
+            raise DatasetError(
+                f"{path}: row 2 has {named + len(extra)} values but the header line names "
+                f"{named} columns; name every column (FER+'s own file: {','.join(full)!r})")
         try:
-            votes.append(np.array([int(float(record[c] or 0)) for c in columns]))
+            if extra or any(record[c] is None for c in columns):
+                raise ValueError("more or fewer values than columns")
+            row = np.array([float(record[c] or 0) for c in columns])
         except ValueError:
-            votes.append(None)
+            row = None
+        votes.append(row if row is not None and np.isfinite(row).all() and (row >= 0).all()
+                     else None)
     return votes
 
 
@@ -719,24 +765,32 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def _stratified_split(
-    entries: list[tuple[Path, int]], fraction: float, seed: int
+    entries: list[tuple[Path, int]], fraction: float, seed: int, labels: Sequence[str]
 ) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
-    rng = np.random.default_rng(seed)
+    """``fraction`` of each label's ``(path, target)`` entries (at least one left to train
+    on) for validation. Each label's choice depends only on ``seed``, the label's name (any
+    case) and its files, not on the label order or the other labels chosen: re-opening a
+    dataset with ``labels`` in another order, or a subset, carves the same images."""
     train: list[tuple[Path, int]] = []
     val: list[tuple[Path, int]] = []
     for target in sorted({t for _, t in entries}):
         group = [e for e in entries if e[1] == target]
-        order = rng.permutation(len(group))
+        name = labels[target].lower().encode("utf-8")
+        order = np.random.default_rng([seed, zlib.crc32(name)]).permutation(len(group))
         n_val = min(round(len(group) * fraction), len(group) - 1)  # keep one to train on
         val += [group[i] for i in order[:n_val]]
         train += [group[i] for i in order[n_val:]]
     return train, val
 
 
-def _read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
+def _read_csv(
+    path: Path, required: Sequence[str], full_header: Sequence[str] = ()
+) -> Iterator[dict[str, str]]:
     """The rows of a csv (plain or ``.gz``) as dicts, after checking its header has the
     ``required`` columns. A UTF-8 byte-order mark (Excel) and spaces around the column
-    names are ignored."""
+    names are ignored. ``full_header``: all the columns of the file's usual layout, which
+    the error for a file without a header line suggests when its first line has as many
+    values (default: ``required``)."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such CSV file")
     opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
@@ -747,19 +801,22 @@ def _read_csv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
             reader.fieldnames = header
             missing = [c for c in required if c not in header]
             if missing:
-                raise DatasetError(_missing_columns_message(path, required, missing, header))
+                raise DatasetError(_missing_columns_message(
+                    path, required, missing, header, full_header))
             yield from reader
     except (OSError, EOFError, UnicodeDecodeError, csv.Error, io.UnsupportedOperation) as exc:
         raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
 
 
 def _missing_columns_message(
-    path: Path, required: Sequence[str], missing: Sequence[str], header: Sequence[str]
+    path: Path, required: Sequence[str], missing: Sequence[str], header: Sequence[str],
+    full_header: Sequence[str] = (),
 ) -> str:
     """Why a csv with the columns ``header`` will not do (quoting little of a long line)."""
     if any(_is_number(name) for name in header):  # a data row where the header should be
+        line = full_header if len(full_header) == len(header) else required
         return (f"{path}: the file seems to have no header line (its first line is "
-                f"{cut(','.join(header), _MAX_QUOTED)!r}); add the line {','.join(required)!r} at "
+                f"{cut(','.join(header), _MAX_QUOTED)!r}); add the line {','.join(line)!r} at "
                 "its top")
     return (f"{path}: missing CSV column(s) {', '.join(missing)}; "
             f"found {cut(', '.join(header), _MAX_QUOTED) or 'no header'}")

@@ -15,6 +15,7 @@ never saw the image they label (cross-fitting, docs/training.md), or from human 
 
 from __future__ import annotations
 
+import json
 import logging
 import zipfile
 from collections.abc import Callable, Sequence
@@ -23,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import EmotionKitError
 from .datasets import DatasetError, ImageData
-from .evaluation import _label_columns, _probability_chunks
+from .evaluation import _label_columns, _probability_chunks, supports_tta
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -127,8 +129,9 @@ def soft_labels(teacher: Any | Sequence[Any], data: ImageData, temperature: floa
     ensemble: their probabilities are averaged). Columns follow ``data.labels`` (matched
     by name; a teacher may know more labels, whose probability is dropped before
     renormalising). ``temperature`` > 1 softens them: ``p ** (1 / T)``, renormalised.
-    ``tta``: average with the mirrored image where the teacher supports it (a soft-label
-    file is used as stored).
+    ``tta``: average with the mirrored image where the teacher supports it
+    (:func:`~emotionkit.training.supports_tta`; others, and soft-label files, are used
+    as they are).
 
     Raises:
         DatasetError: a teacher lacks one of ``data``'s labels, or a soft-label file was
@@ -157,7 +160,7 @@ def _label_probabilities(teacher: Any, data: ImageData, tta: bool,
         probs = teacher.probabilities(data)[:, columns]
     else:
         chunks = [probs[:, columns].astype(np.float64) for probs in _probability_chunks(
-            teacher, data.pixels, data.color_order, tta, batch_size)]
+            teacher, data.pixels, data.color_order, tta and supports_tta(teacher), batch_size)]
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
     probs = np.clip(probs, 1e-12, None)
     return probs / probs.sum(axis=1, keepdims=True)
@@ -188,25 +191,77 @@ def cross_fitted_soft_labels(
     "predict_proba")`` for teachers. A teacher that fits its own training images (most
     do) gives near one-hot soft labels on them; on images it never saw its probabilities
     carry what it learned. ``trainer(k)`` must write its own directory; with
-    ``resume=True`` a stopped call continues and finished teachers are not trained again.
+    ``resume=True`` a stopped call continues, and a teacher that finished (its
+    ``metrics.json`` written, for these images, options and epochs) is used as it is,
+    without training or scoring it again.
 
     Returns:
         ``(N, len(train.labels))`` probabilities (temperature 1, mirrored-image averaging
         with ``tta``), for :func:`save_soft_labels`.
+
+    Raises:
+        DatasetError: a label of ``train`` has a single image (the teacher of its fold
+            would have none), checked before any teacher trains.
+        TrainingError: as :meth:`Trainer.fit` raises it for a teacher.
     """
     from ..classifiers.keras_model import load_classifier
 
+    single = [label for label, n in zip(train.labels, train.class_counts()) if n == 1]
+    if single:
+        raise DatasetError(
+            f"{train.name or 'training data'}: 1 image of {', '.join(single)}: a teacher "
+            "would have none to train on; add images, or leave the label out (labels=...)"
+        )
     part = fold_index(train.targets, folds, seed)
     soft = np.zeros((len(train), len(train.labels)), dtype=np.float32)
     for k in range(folds):
         run = trainer(k)
-        log.info("teacher %d/%d: trains on %d images, labels %d", k + 1, folds,
-                 int((part != k).sum()), int((part == k).sum()))
-        run.fit(train.subset(np.flatnonzero(part != k)), val)
+        held_in = train.subset(np.flatnonzero(part != k))
+        if _finished_teacher(run, held_in, val):
+            log.info("teacher %d/%d: finished in %s; used as it is", k + 1, folds, run.out_dir)
+        else:
+            log.info("teacher %d/%d: trains on %d images, labels %d", k + 1, folds,
+                     len(held_in), int((part == k).sum()))
+            run.fit(held_in, val)
         held_out = train.subset(np.flatnonzero(part == k))
         soft[part == k] = soft_labels(load_classifier(run.out_dir), held_out, 1.0, tta,
                                       batch_size)
     return soft
+
+
+def _finished_teacher(run: Trainer, train: ImageData, val: ImageData) -> bool:
+    """Whether ``run.fit(train, val)`` would train nothing and only write the finished
+    run's outputs again: a resumed run with the ``metrics.json`` of its last epoch, the
+    same data, labels and :attr:`~Trainer.resume_must_match` options, and no more epochs
+    asked for than it ran (or stopped early at). Anything else goes to ``fit``, which
+    continues the run or raises its error."""
+    from ..classifiers.config import CONFIG_NAME, ModelConfig
+    from .trainer import _resolve_options
+
+    if not (run.resume and run.has_run):
+        return False
+    try:
+        state = run._saved_state() or {}
+        metrics = json.loads((run.out_dir / "metrics.json").read_text())
+        config = ModelConfig.read(run.out_dir / CONFIG_NAME)
+        done = dict(config.extra.get("training", {}))
+        done["arch_options"] = _resolve_options(run.architecture,
+                                                done.get("arch_options") or {})
+        ran = (metrics["epochs_run"], metrics["best_epoch"])
+    except (OSError, ValueError, TypeError, KeyError, EmotionKitError):
+        return False  # fit says what is wrong
+    if ran != (run.epochs_done, state.get("best_epoch")) or run.epochs_done != state["epoch"]:
+        return False  # outputs of an earlier epoch, or a state a resume takes back
+    data = config.extra.get("data", {})
+    if tuple(config.labels) != tuple(train.labels) or any(
+            data.get(split, {}).get("fingerprint") != d.fingerprint()
+            for split, d in (("train", train), ("val", val))):
+        return False
+    if any(done.get(key) != run.args[key] for key in run.resume_must_match):
+        return False
+    epochs = run.args["epochs"]
+    return state["epoch"] >= epochs or (
+        bool(state.get("stopped_early")) and epochs <= int(done.get("epochs", 0)))
 
 
 def distillation_targets(data: ImageData, soft: np.ndarray, weight: float) -> np.ndarray:

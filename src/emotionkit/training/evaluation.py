@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._plotting import figure as _figure
+from ..errors import EmotionKitError
 from .datasets import DatasetError, ImageData, _match_label
 
 __all__ = ["EvaluationReport", "evaluate_classifier", "evaluate_predictions", "supports_tta"]
@@ -255,7 +256,8 @@ def supports_tta(classifier: Any) -> bool:
 
 def _label_columns(known: Sequence[str], wanted: Sequence[str], who: str) -> list[int]:
     """Indices of ``wanted`` in ``known`` (a model's labels, matched like
-    :func:`evaluate_classifier` does); a missing one is an error."""
+    :func:`evaluate_classifier` does); a missing one, or two naming the same one of
+    ``known`` (``happy``, ``Happy``), is an error."""
     matches = [_match_label(known, x) for x in wanted]
     missing = [x for x, m in zip(wanted, matches) if m is None]
     if missing or not wanted:
@@ -263,6 +265,10 @@ def _label_columns(known: Sequence[str], wanted: Sequence[str], who: str) -> lis
             f"the {who} has no label {', '.join(map(repr, missing)) or '(none given)'};"
             f" its labels: {', '.join(known)}"
         )
+    twice = next((m for i, m in enumerate(matches) if m in matches[:i]), None)
+    if twice is not None:
+        raise DatasetError(f"labels {list(wanted)} name the {who}'s label {twice} more than "
+                           "once; name each label once")
     return [list(known).index(m) for m in matches if m is not None]
 
 
@@ -273,6 +279,10 @@ def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, t
     Pixels that have the classifier's input size, channels and colour order (or any, for a
     classifier without a ``config``) go to ``predict_pixels``; others, and classifiers
     without it, get BGR crops through ``predict`` (which resizes), with ``tta`` when set.
+
+    Raises:
+        EmotionKitError: the classifier's answer for a batch is not one finite probability
+            per label and image (NaN or infinity, or a column count other than its labels').
     """
     config = getattr(classifier, "config", None)
     _, height, width, channels = pixels.shape
@@ -282,11 +292,35 @@ def _probability_chunks(classifier: Any, pixels: np.ndarray, color_order: str, t
     for i in range(0, len(pixels), batch_size):
         chunk = pixels[i : i + batch_size]
         if direct:
-            yield np.asarray(classifier.predict_pixels(chunk, tta=tta))
+            probs = np.asarray(classifier.predict_pixels(chunk, tta=tta))
         else:
             crops = list(_pixels_to_bgr(chunk, color_order))
-            yield np.asarray(classifier.predict(crops, tta=True) if tta else
-                             classifier.predict(crops))
+            probs = np.asarray(classifier.predict(crops, tta=True) if tta else
+                               classifier.predict(crops))
+        yield _checked_probabilities(classifier, probs, len(chunk),
+                                     f" (the batch from image {i + 1} of {len(pixels)})"
+                                     if len(chunk) < len(pixels) else "")
+
+
+def _checked_probabilities(classifier: Any, probs: np.ndarray, n: int, where: str) -> np.ndarray:
+    """``probs``, the classifier's answer for ``n`` images, if it is ``(n, len(labels))``
+    finite numbers; else an error naming the classifier (``where``: which images)."""
+    name, labels = type(classifier).__name__, tuple(classifier.labels)
+    if probs.ndim == 2 and probs.shape[0] == n and probs.shape[1] != len(labels):
+        raise EmotionKitError(
+            f"{name} answered {probs.shape[1]} probabilities per image for its {len(labels)} "
+            f"labels ({', '.join(labels)}); its labels and its outputs disagree")
+    if probs.shape != (n, len(labels)) or not np.issubdtype(probs.dtype, np.number):
+        raise EmotionKitError(f"{name} answered an array of shape {probs.shape} "
+                              f"({probs.dtype}) for {n} images; expected ({n}, {len(labels)}) "
+                              "probabilities")
+    bad = int((~np.isfinite(probs).all(axis=1)).sum())
+    if bad:
+        raise EmotionKitError(
+            f"{name} gave non-finite probabilities (NaN or infinity) for {bad} of {n} "
+            f"images{where}; it cannot be scored on them: fix the classifier, or leave those "
+            "images out")
+    return probs
 
 
 def _pixels_to_bgr(pixels: np.ndarray, color_order: str) -> np.ndarray:

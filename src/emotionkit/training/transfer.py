@@ -152,7 +152,7 @@ class TransferTrainer(Trainer):
                     f"base weights {weights}: cannot load into {name} without its top, "
                     f"nor into this run's base ({type(exc).__name__}: {exc})"
                 ) from exc
-        _copy_by_name(source, base, weights)
+        _copy_base_weights(source, base, weights)
         log.info("base %s: weights from %s", name, weights)
 
     def _schedule(
@@ -202,26 +202,33 @@ def _stored_layer_count(path: str | Path) -> int | None:
         return None
 
 
-def _copy_by_name(source: Any, base: Any, weights: str) -> None:
-    """Copy every layer's weights of ``source`` into the layer of ``base`` of that name.
+def _copy_base_weights(source: Any, base: Any, weights: str) -> None:
+    """Copy every layer's weights of ``source`` into the same layer of ``base``.
 
-    ``base`` may have more layers (batch norm added by ``batch_norm=True``: they keep their
-    initial values); a ``source`` layer without a place in ``base`` is an error, never a
-    silent drop.
+    Two instances of one application pair up layer by layer (the names that Keras counts,
+    such as EfficientNet's ``normalization_3``, differ between them). Otherwise layers pair
+    by name: ``base`` may have more (batch norm added by ``batch_norm=True``: they keep
+    their initial values); a ``source`` layer without a place in ``base`` is an error,
+    never a silent drop.
     """
-    targets = {layer.name: layer for layer in base.layers if layer.weights}
-    extra = [layer.name for layer in source.layers if layer.weights and layer.name not in targets]
-    if extra:
-        raise TrainingError(
-            f"base weights {weights}: {len(extra)} of its layers ({extra[0]}, ...) have no "
-            "place in this run's base; one saved with batch norm needs --arch-option "
-            "batch_norm=true, and the base must be the same application"
-        )
-    for layer in source.layers:
-        if layer.weights:
-            try:
-                targets[layer.name].set_weights(layer.get_weights())
-            except ValueError as exc:
-                raise TrainingError(
-                    f"base weights {weights}: layer {layer.name} does not fit ({exc})"
-                ) from exc
+    if [type(layer) for layer in source.layers] == [type(layer) for layer in base.layers]:
+        pairs = [(layer, target) for layer, target in zip(source.layers, base.layers)
+                 if layer.weights]
+    else:
+        targets = {layer.name: layer for layer in base.layers if layer.weights}
+        extra = [layer.name for layer in source.layers
+                 if layer.weights and layer.name not in targets]
+        if extra:
+            raise TrainingError(
+                f"base weights {weights}: {len(extra)} of its layers ({extra[0]}, ...) have "
+                "no place in this run's base; one saved with batch norm needs --arch-option "
+                "batch_norm=true, and the base must be the same application"
+            )
+        pairs = [(layer, targets[layer.name]) for layer in source.layers if layer.weights]
+    for layer, target in pairs:
+        try:
+            target.set_weights(layer.get_weights())
+        except ValueError as exc:
+            raise TrainingError(
+                f"base weights {weights}: layer {layer.name} does not fit ({exc})"
+            ) from exc
