@@ -389,3 +389,26 @@ def test_pickling_and_copying_keep_attributes_changed_after_creation(
     twin = copy.copy(rec)
     assert (twin.margin, twin.batch_size) == (0.3, 8)
     assert twin.classifier is rec.classifier and twin.detector is rec.detector
+
+
+def test_a_plugin_classifier_answering_nan_is_an_error(astronaut_bgr) -> None:
+    """A plugin classifier's NaN probabilities went through to the faces as they were (a
+    wrong result: the top emotion of a NaN row is meaningless); KerasClassifier already
+    refused them."""
+    from emotionkit import EmotionKitError
+
+    class NanForDarkFaces:
+        labels = ("bright", "dark")
+        input_size = (48, 48)
+        crop_margin = 0.0
+
+        def predict(self, faces):
+            return np.array([[0.9, 0.1] if f.mean() > 60 else [np.nan, np.nan]
+                             for f in faces])
+
+    rec = EmotionRecognizer(detector="haar", classifier=NanForDarkFaces())
+    bright = astronaut_bgr[82:178, 177:273]
+    assert rec.classify([bright]).tolist() == [[0.9, 0.1]]
+    with pytest.raises(EmotionKitError, match=r"NanForDarkFaces gave non-finite "
+                       r"probabilities \(NaN or infinity\) for 1 of 2 face crops"):
+        rec.classify([bright, bright // 10])

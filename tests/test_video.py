@@ -583,6 +583,20 @@ def test_annotated_video_refuses_a_frame_of_another_size(tmp_path: Path,
     cap.release()
 
 
+def test_annotated_video_draws_float_boxes_rounded(tmp_path: Path,
+                                                   astronaut_bgr: np.ndarray) -> None:
+    """A plugin detector's float box (which cropping and ``draw_faces`` take) was an
+    OpenCV 'Overload resolution failed' error when the face id was drawn."""
+    from emotionkit.tracking import TrackedFace
+    from emotionkit.video import AnnotatedVideoWriter
+
+    emotions = {"happy": 0.7, "sad": 0.3}
+    with AnnotatedVideoWriter(tmp_path / "a.avi", 10) as writer:
+        writer.write(astronaut_bgr, [TrackedFace((176.6, 81.8, 96.4, 95.7), 0.9, emotions,
+                                                 face_id=3)])
+    assert writer.frames == 1
+
+
 def test_annotated_video_too_wide_for_its_codec_says_so(tmp_path: Path) -> None:
     """MPEG-4 (.mp4) takes frames up to 8191 pixels a side: a wider one used to be "cannot
     write the video; check the directory", the wrong advice; Motion JPEG (.avi) takes it."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._text import cut
+from .errors import EmotionKitError
 from .io import ImageInput, crop, load_image
 from .registry import resolve_classifier, resolve_detector
 from .results import Detection, Face
@@ -186,7 +187,8 @@ class EmotionRecognizer:
 
         ``face_crops`` is a list of BGR ``uint8`` arrays (2-D: grayscale) of any size, or
         an ``(N, H, W, C)`` array; they are resized by the classifier. Rows sum to 1. One
-        crop on its own is a ``TypeError``: pass ``[crop]``.
+        crop on its own is a ``TypeError``: pass ``[crop]``. A classifier that answers
+        NaN or infinite probabilities is an :class:`~emotionkit.EmotionKitError`.
         """
         _refuse_one("classify", "face crops", face_crops, "pass [crop] for one crop")
         n_labels = len(self.labels)
@@ -201,6 +203,11 @@ class EmotionRecognizer:
             raise ValueError(
                 f"classifier returned shape {probs.shape}, expected {(len(face_crops), n_labels)}"
             )
+        bad = int((~np.isfinite(probs).all(axis=1)).sum())
+        if bad:
+            raise EmotionKitError(
+                f"{type(self.classifier).__name__} gave non-finite probabilities (NaN or "
+                f"infinity) for {bad} of {len(face_crops)} face crops; fix the classifier")
         return probs
 
     def __repr__(self) -> str:

@@ -330,7 +330,7 @@ class AnnotatedVideoWriter:
                              f"is {self._size[0]}x{self._size[1]}; write frames of one size")
         out = draw_faces(frame_bgr, faces)
         for face in faces:
-            x, y, _, h = face.box
+            x, y, _, h = (round(v) for v in face.box)  # a plugin detector's may be floats
             cv2.putText(out, f"#{face.face_id}", (x + 2, y + h - 4), cv2.FONT_HERSHEY_SIMPLEX,
                         max(0.4, h / 200), (0, 200, 0), max(1, h // 100), cv2.LINE_AA)
         self._writer.write(out)
