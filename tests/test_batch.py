@@ -270,8 +270,8 @@ def test_a_worker_that_dies_costs_only_its_image(photo_dir: Path, tmp_path: Path
     assert got == expected
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="from Python 3.12 the executor "
-                    "marks itself broken under the lock that submit() holds: no such race")
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="only Python 3.11's executor "
+                    "marks itself broken without the lock that submit() holds")
 def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
         tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
     """Seen in CI: a worker's death was handled by the executor while a task was being
@@ -303,6 +303,45 @@ def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
         for task in (first, second):
             with pytest.raises(BrokenProcessPool):
                 task.result(timeout=120)
+    finally:
+        pool.stop(now=True)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="only Python 3.11's executor "
+                    "marks itself broken without the lock that submit() holds")
+def test_a_task_submitted_just_after_a_worker_death_is_not_left_waiting(
+        tmp_path: Path, astronaut_bgr: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In Python 3.11 a task could be added to the executor just after it had failed
+    its tasks for a worker's death: nothing would ever end that task, and the run would
+    wait forever. The timing is forced here: the task is added only once the executor has
+    failed the others."""
+    import pickle
+    from concurrent.futures import process
+    from concurrent.futures.process import BrokenProcessPool
+
+    from emotionkit.batch import _Pool
+
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    # one worker: the second task starts none (a new worker's start would fail instead)
+    pool = _Pool(1, (pickle.dumps(_DiesOnMarker()), 0.0, False))
+    try:
+        first = pool.submit([killer])
+        executor: Any = pool._executor
+        make_item = process._WorkItem
+
+        def work_item_after_the_death(*args: Any) -> Any:
+            deadline = time.monotonic() + 120
+            while not (executor._broken and not executor._pending_work_items):
+                assert time.monotonic() < deadline, "the worker did not die"
+                time.sleep(0.01)
+            return make_item(*args)
+
+        monkeypatch.setattr(process, "_WorkItem", work_item_after_the_death, raising=True)
+        second = pool.submit([killer])
+        monkeypatch.undo()
+        for task in (first, second):
+            with pytest.raises(BrokenProcessPool):
+                task.result(timeout=60)
     finally:
         pool.stop(now=True)
 

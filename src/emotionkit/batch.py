@@ -247,11 +247,11 @@ class _Pool:
                 initializer=_init_worker, initargs=self._initargs)
         failed: Future[list[_Detected]] = Future()
         try:
-            return self._executor.submit(_worker_detect, sources)
+            task = self._executor.submit(_worker_detect, sources)
         except BrokenProcessPool as exc:
             failed.set_exception(exc)
         except OSError as exc:
-            # Before Python 3.12 a worker's death can be handled while this call starts a
+            # In Python 3.11 a worker's death can be handled while this call starts a
             # new worker: the queue given to that worker is then closed already ("handle
             # is closed"). The pool is marked broken before the queue is closed.
             reason = getattr(self._executor, "_broken", False)
@@ -260,7 +260,24 @@ class _Pool:
             broken = BrokenProcessPool(reason)
             broken.__cause__ = exc
             failed.set_exception(broken)
+        else:
+            if not self._orphaned(task):
+                return task
+            failed.set_exception(BrokenProcessPool(self._executor._broken))
         return failed
+
+    def _orphaned(self, task: Future[list[_Detected]]) -> bool:
+        """Whether ``task``, just submitted, was added after the executor had failed the
+        tasks of a pool broken by a worker's death (Python 3.11's executor marks itself
+        broken without the lock that ``submit`` holds): nothing would ever end it.
+        The executor is marked broken before it fails its tasks, so a task added after
+        that sees the mark here."""
+        if task.done() or not getattr(self._executor, "_broken", False):
+            return False
+        manager = getattr(self._executor, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=60)  # it fails the tasks it knows of, then ends
+        return not task.done()
 
     def restart(self) -> None:
         """End the workers at once; new ones start with the next task."""
