@@ -270,8 +270,33 @@ def test_a_worker_that_dies_costs_only_its_image(photo_dir: Path, tmp_path: Path
     assert got == expected
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="only Python 3.11's executor "
-                    "marks itself broken without the lock that submit() holds")
+_ONLY_3_11_RACES = pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="only Python 3.11's executor marks itself broken without the lock that submit() "
+    "holds")
+
+
+def _killer_and_pool(tmp_path: Path, astronaut_bgr: np.ndarray, workers: int) -> Any:
+    """An image that kills its worker, and a pool of ``workers`` running the real Haar
+    detector that dies on it."""
+    import pickle
+
+    from emotionkit.batch import _Pool
+
+    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
+    return killer, _Pool(workers, (pickle.dumps(_DiesOnMarker()), 0.0, False))
+
+
+def _wait_for_the_death(handled: Any) -> None:
+    """Wait (2 minutes at most) until ``handled()``: the executor has handled the death
+    of its worker."""
+    deadline = time.monotonic() + 120
+    while not handled():
+        assert time.monotonic() < deadline, "the worker did not die"
+        time.sleep(0.01)
+
+
+@_ONLY_3_11_RACES
 def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
         tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
     """Seen in CI: a worker's death was handled by the executor while a task was being
@@ -279,23 +304,17 @@ def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
     with ``OSError: handle is closed``. The task now fails with BrokenProcessPool, which
     the run recovers from like any worker death. The timing is forced here: the submit
     starts its worker only once the executor has handled the death."""
-    import pickle
     from concurrent.futures.process import BrokenProcessPool
 
-    from emotionkit.batch import _Pool
-
-    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
-    pool = _Pool(2, (pickle.dumps(_DiesOnMarker()), 0.0, False))
+    killer, pool = _killer_and_pool(tmp_path, astronaut_bgr, 2)
     try:
         first = pool.submit([killer])
         executor: Any = pool._executor
         start_worker = executor._adjust_process_count
 
         def start_worker_after_the_death() -> None:
-            deadline = time.monotonic() + 120
-            while not (executor._broken and executor._call_queue._reader.closed):
-                assert time.monotonic() < deadline, "the worker did not die"
-                time.sleep(0.01)
+            _wait_for_the_death(
+                lambda: executor._broken and executor._call_queue._reader.closed)
             start_worker()
 
         executor._adjust_process_count = start_worker_after_the_death
@@ -307,33 +326,26 @@ def test_a_worker_death_handled_while_a_task_is_submitted_fails_only_that_task(
         pool.stop(now=True)
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="only Python 3.11's executor "
-                    "marks itself broken without the lock that submit() holds")
+@_ONLY_3_11_RACES
 def test_a_task_submitted_just_after_a_worker_death_is_not_left_waiting(
         tmp_path: Path, astronaut_bgr: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     """In Python 3.11 a task could be added to the executor just after it had failed
     its tasks for a worker's death: nothing would ever end that task, and the run would
     wait forever. The timing is forced here: the task is added only once the executor has
     failed the others."""
-    import pickle
     from concurrent.futures import process
     from concurrent.futures.process import BrokenProcessPool
 
-    from emotionkit.batch import _Pool
-
-    killer = _marker_image(tmp_path / "killer.png", astronaut_bgr)
     # one worker: the second task starts none (a new worker's start would fail instead)
-    pool = _Pool(1, (pickle.dumps(_DiesOnMarker()), 0.0, False))
+    killer, pool = _killer_and_pool(tmp_path, astronaut_bgr, 1)
     try:
         first = pool.submit([killer])
         executor: Any = pool._executor
         make_item = process._WorkItem
 
         def work_item_after_the_death(*args: Any) -> Any:
-            deadline = time.monotonic() + 120
-            while not (executor._broken and not executor._pending_work_items):
-                assert time.monotonic() < deadline, "the worker did not die"
-                time.sleep(0.01)
+            _wait_for_the_death(
+                lambda: executor._broken and not executor._pending_work_items)
             return make_item(*args)
 
         monkeypatch.setattr(process, "_WorkItem", work_item_after_the_death, raising=True)
