@@ -51,6 +51,38 @@ def test_help_is_fast_and_does_not_import_tensorflow() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
+
+def test_import_and_help_load_no_numpy_opencv_or_pillow() -> None:
+    """``import emotionkit`` loaded NumPy, OpenCV and Pillow (~0.4 s): ``emotionkit --help``
+    waited for them, and Ctrl-C meanwhile was a traceback, not the CLI's note."""
+    code = ("import sys, emotionkit; from click.testing import CliRunner;"
+            "from emotionkit.cli import main; r = CliRunner().invoke(main, ['--help']);"
+            "assert r.exit_code == 0, r.output;"
+            "print(*(m in sys.modules for m in ('numpy', 'cv2', 'PIL')));"
+            "from emotionkit import EmotionRecognizer, FER_LABELS, load_image;"
+            "print(EmotionRecognizer.__module__, len(FER_LABELS), 'Face' in dir(emotionkit),"
+            "      all(hasattr(emotionkit, name) for name in emotionkit.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.splitlines() == ["False False False", "emotionkit.recognizer 7 True True"]
+
+
+def test_ctrl_c_in_the_console_script_set_up_is_exit_code_130(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while the console script set up its streams and imported Pillow was a
+    traceback."""
+    from emotionkit import cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread meanwhile
+
+    monkeypatch.setenv("EMOTIONKIT_NATIVE_LOGS", "1")  # leave this process's fd 2 alone
+    monkeypatch.setattr(cli, "_set_stdout_errors", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        cli.run()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
 TABLE_LINE = re.compile(r"^(?P<path>.+): face (?P<face>\d+) at \((?P<box>\d+(?:, \d+){3})\)"
                         r"(?: score (?P<score>\d\.\d\d))?: (?P<emotions>.+)$")
 

@@ -94,13 +94,17 @@ def run() -> None:
     photos, then runs :func:`main`.
 
     The redirect is done here, not in :func:`main`, so that calling ``main`` in-process
-    (e.g. with click's ``CliRunner``) leaves the caller's stderr alone.
+    (e.g. with click's ``CliRunner``) leaves the caller's stderr alone. Ctrl-C meanwhile
+    is the note and exit code 130 that :func:`main` gives for Ctrl-C later.
     """
-    if not _native_logs_wanted():
-        _hide_native_stderr()
-    _set_stdout_errors()
-    from PIL import Image
-
+    try:
+        if not _native_logs_wanted():
+            _hide_native_stderr()
+        _set_stdout_errors()
+        from PIL import Image
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     # photos of 90-180 megapixels load (larger ones are refused with an error line): no
     # warning about them; the library leaves this to its callers' filters
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
