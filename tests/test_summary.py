@@ -303,4 +303,5 @@ def test_plot_of_many_faces_shows_those_seen_longest(tmp_path: Path) -> None:
     assert res.stdout.count("\n") == 45  # the summary has every face
     assert res.stderr == (f"note: plotted the 30 faces seen in the most frames, of 45\n"
                           f"wrote {png}\n")
-    assert matplotlib.image.imread(png).shape[0] == round(100 * (2.2 * 30 + 0.6))
+    height = matplotlib.image.imread(png).shape[0]  # 30 panels of 2.2 in at 100 dpi:
+    assert abs(height - 100 * (2.2 * 30 + 0.6)) <= 1  # matplotlib < 3.11 truncates
