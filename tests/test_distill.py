@@ -343,3 +343,55 @@ def test_a_teacher_without_mirror_averaging_teaches_without_it(
     soft = soft_labels(plugin, train, temperature=1.0)
     np.testing.assert_allclose(soft, soft_labels(teacher, train, 1.0, tta=False), atol=1e-4)
     assert (soft.argmax(axis=1) == truth).mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def lit() -> ImageData:
+    pixels, truth = _lit_faces(12, seed=7)
+    return ImageData(pixels, truth, ("bright", "dark"), name="lit")
+
+
+_GOOD = np.tile([0.8, 0.2], (12, 1))
+_WITH_NAN, _WITH_INF, _NEGATIVE = _GOOD.copy(), _GOOD.copy(), _GOOD.copy()
+_WITH_NAN[3, 1], _WITH_INF[4, 0], _NEGATIVE[5] = np.nan, np.inf, [1.2, -0.2]
+
+
+@pytest.mark.parametrize(("labels", "soft", "problem"), [
+    (["bright", "dark"], _GOOD[:, 0],
+     r"soft labels of shape \(12,\), not \(images, 2\) for its labels bright, dark"),
+    (["bright", "dark"], np.tile([0.5, 0.3, 0.2], (12, 1)),
+     r"soft labels of shape \(12, 3\), not \(images, 2\) for its labels bright, dark"),
+    (["bright", "dark"], _WITH_NAN, "1 soft label is nan or infinite"),
+    (["bright", "dark"], _WITH_INF, "1 soft label is nan or infinite"),
+    (["bright", "dark"], _NEGATIVE, "1 soft label is negative"),
+    (["bright", "dark"], np.tile([3.0, 7.0], (12, 1)),
+     r"12 of its 12 rows do not sum to 1 \(row 1: 10\)"),
+    (["bright", "dark"], np.vstack([_GOOD, [[0.0, 0.0]]])[1:],
+     r"1 of its 12 rows do not sum to 1 \(row 12: 0\)"),
+    (["bright", "dark"], np.vstack([_GOOD, _GOOD[:1]]),
+     "soft labels for 13 images, but lit has 12"),
+    ("bright", _GOOD, "its labels are not a list of names"),
+], ids=["1-d", "columns", "nan", "inf", "negative", "counts", "zero-row", "rows", "labels"])
+def test_a_hand_made_soft_label_file_is_checked(lit: ImageData, tmp_path: Path, labels, soft,
+                                                problem: str) -> None:
+    """A soft-label file written by hand with the data's fingerprint but wrong content was
+    used as it was: a traceback (IndexError, a broadcasting ValueError, a TypeError), a
+    silently renormalised or uniform row, or a ``nan`` loss reported as a diverging run."""
+    path = tmp_path / "votes.npz"
+    np.savez(path, labels=np.array(labels), fingerprint=np.array(lit.fingerprint()), soft=soft)
+    with pytest.raises(DatasetError, match=rf"^{path}: {problem}; write the file with "
+                                           r"emotionkit\.training\.distill\.save_soft_labels"):
+        soft_labels(SoftLabelFile(path), lit, temperature=1.0)
+
+
+def test_a_soft_label_file_with_nan_stops_training_before_it_starts(lit: ImageData,
+                                                                   tmp_path: Path) -> None:
+    """A ``nan`` soft label trained an epoch, then read as "training diverged ... run again
+    with a lower learning rate"."""
+    path = tmp_path / "votes.npz"
+    np.savez(path, labels=np.array(lit.labels), fingerprint=np.array(lit.fingerprint()),
+             soft=_WITH_NAN)
+    out = tmp_path / "run"
+    with pytest.raises(DatasetError, match=rf"^{path}: 1 soft label is nan or infinite"):
+        Trainer(out, arch_options=TINY, epochs=1, progress=False, teacher=path).fit(lit, lit)
+    assert not (out / "model.keras").exists()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import without_root_file_access
 from emotionkit import ImageLoadError, load_image
 
 
@@ -360,3 +361,68 @@ def test_heic_is_named_and_avif_is_not_taken_for_heic() -> None:
     with pytest.raises(ImageLoadError, match="not a readable image") as err:
         load_image(avif)
     assert "HEIC" not in str(err.value)
+
+
+def test_big_endian_16_bit_arrays_keep_their_top_8_bits(astronaut_bgr: np.ndarray) -> None:
+    """A 16-bit array in big-endian byte order (``numpy.frombuffer(data, ">u2")``, as raw
+    16-bit PNG, PGM and FITS data are stored) was clipped to 0..255 like other integers:
+    an almost white image."""
+    from emotionkit.io import to_bgr, to_gray
+
+    gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    deep_gray = (gray.astype(np.uint16) * 257).astype(">u2")
+    deep_bgr = (astronaut_bgr.astype(np.uint16) * 257).astype(">u2")
+    np.testing.assert_array_equal(load_image(deep_gray)[:, :, 1], gray)
+    np.testing.assert_array_equal(to_gray(deep_gray), gray)
+    np.testing.assert_array_equal(to_bgr(deep_bgr), astronaut_bgr)
+
+
+def test_non_finite_pixels_do_not_darken_a_unit_float_image(astronaut_bgr: np.ndarray) -> None:
+    """One ``inf`` pixel in a float image in ``[0, 1]`` made the whole image read as
+    ``[0, 255]``: black. NaN is 0, +inf the brightest value; the other pixels keep theirs."""
+    import warnings
+
+    unit = astronaut_bgr.astype(np.float32) / 255.0
+    unit[0, 0], unit[0, 1] = np.inf, np.nan
+    img = load_image(unit)
+    assert np.abs(img[1:].astype(int) - astronaut_bgr[1:]).max() <= 1
+    assert tuple(img[0, 0]) == (255, 255, 255) and tuple(img[0, 1]) == (0, 0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice encountered"
+        assert not load_image(np.full((4, 4), np.nan, np.float32)).any()
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".gif", ".tif"])
+def test_a_truncated_photo_is_reported_as_truncated(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                                    ext: str) -> None:
+    """A photo cut short (an interrupted download or copy) is an error that says so. It
+    was handed on to OpenCV, which OpenCV 4 decodes without a word for a JPEG (the missing
+    part grey: a wrong result) and refuses as 'unknown format ... use a JPEG' otherwise."""
+    full = tmp_path / f"full{ext}"
+    Image.fromarray(astronaut_bgr[:, :, ::-1]).save(full)
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: len(data) // 2])
+    for source, name in ((cut, str(cut)), (cut.read_bytes(), "image bytes")):
+        with pytest.raises(ImageLoadError) as err:
+            load_image(source)
+        text = str(err.value)
+        assert text.startswith(f"{name}: ") and "\n" not in text
+        assert "truncated" in text and "complete copy" in text and "use a JPEG" not in text
+
+
+def test_an_unreadable_file_says_what_to_do(tmp_path: Path, astronaut_bgr: np.ndarray) -> None:
+    """A file without read permission: one line naming it, the reason and what to check."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "secret.jpg"
+    cv2.imwrite(str(path), astronaut_bgr)
+    path.chmod(0)
+    code = ("import sys; from emotionkit import load_image, ImageLoadError\n"
+            "try: load_image(sys.argv[1])\nexcept ImageLoadError as e: print(e)")
+    res = subprocess.run([*without_root_file_access(), sys.executable, "-c", code, str(path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == (f"{path}: cannot read file (Permission denied); check the "
+                                  "file's permissions")

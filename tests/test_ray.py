@@ -109,3 +109,55 @@ def test_the_actor_pool_argument_follows_the_ray_version(version: str, argument:
         assert (pool["compute"].min_size, pool["compute"].max_size) == (3, 3)
     else:
         assert pool["concurrency"] == 3
+
+
+def test_null_images_are_error_rows_not_fatal(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                               brightness_model_dir: Path) -> None:
+    """A null in the ``bytes`` column (a Parquet table with a missing image) ended the whole
+    job with ``TypeError: cannot convert 'NoneType' object to bytes``; a null path was read
+    as a file named 'None'. Each is an error row; the other rows of the batch get their
+    faces."""
+    from emotionkit.integrations.ray import EmotionPredictor
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut_bgr)
+    predictor = EmotionPredictor(detector="haar", classifier=str(brightness_model_dir))
+    out = predictor({"bytes": np.array([path.read_bytes(), None], dtype=object),
+                     "path": np.array(["a.png", "gone.png"], dtype=object)})
+    assert list(out["num_faces"]) == [1, 0] and out["error"][0] == ""
+    assert out["error"][1] == "gone.png: no image (the row's 'bytes' value is null)"
+    out = predictor({"path": np.array([None, str(path)], dtype=object)})
+    assert list(out["num_faces"]) == [0, 1] and out["error"][1] == ""
+    assert out["error"][0] == "no image (the row's 'path' value is null)"
+    assert list(out["path"]) == [None, str(path)]
+
+
+def test_detect_dataset_checks_the_detector_and_classifier_at_the_call(
+    local_ray, tmp_path: Path, astronaut_bgr: np.ndarray, brightness_model_dir: Path,
+) -> None:
+    """An unknown detector name, or a detector or classifier that cannot be sent to the
+    actors, raised only when the lazy dataset ran (Ray's ActorDiedError, or a serialisation
+    error logged as a bug in Ray). Both raise at the call now, as in iter_detect_paths; a
+    detector registered in this process only is sent to the actors as an object."""
+    from emotionkit import UnknownPluginError
+    from emotionkit.detectors.haar import HaarDetector
+    from emotionkit.integrations.ray import detect_dataset
+    from emotionkit.registry import _detectors, register_detector, resolve_classifier
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut_bgr)
+    ds = local_ray.data.from_items([{"path": str(path)}])
+    keras_classifier = resolve_classifier(str(brightness_model_dir))
+    with pytest.raises(TypeError, match=r"classifier .* cannot be sent to the Ray actors"
+                                        r".*KerasClassifier cannot be pickled"):
+        detect_dataset(ds, detector="haar", classifier=keras_classifier)
+    with pytest.raises(UnknownPluginError, match="unknown detector 'no-such-detector'"):
+        detect_dataset(ds, detector="no-such-detector", classifier=str(brightness_model_dir))
+
+    register_detector("test-ray-haar", HaarDetector)
+    try:
+        (row,) = detect_dataset(ds, detector="test-ray-haar",
+                                classifier=str(brightness_model_dir)).take_all()
+    finally:
+        _detectors.unregister("test-ray-haar")
+    assert (row["num_faces"], row["error"]) == (1, "")

@@ -27,6 +27,7 @@ from emotionkit.training import (
     DatasetError,
     Fer2013Csv,
     FolderDataset,
+    ImageData,
     Trainer,
     TrainingError,
     build_model,
@@ -131,6 +132,9 @@ def test_resume_after_crash_continues_at_next_epoch(
     assert _trainer(out).best_score == pytest.approx(best) and 0 < best <= 1
     assert _trainer(tmp_path / "none").best_score is None
     assert not (out / "metrics.json").exists()
+    # stopped part-way: fit has epochs to train, or at least outputs to write
+    assert not _trainer(out, epochs=2, resume=True).finished_for(train, val)
+    assert not _trainer(tmp_path / "none", resume=True).finished_for(train, val)
 
     with pytest.raises(TrainingError, match="already holds a training run"):
         _trainer(out, epochs=4).fit(train, val)
@@ -161,6 +165,14 @@ def test_early_stopped_run_continues_only_with_more_epochs(faces, tmp_path: Path
     first = _trainer(out, epochs=10, **stalled).fit(train, val)
     n = first["epochs_run"]
     assert first["stopped_early"] and n < 10
+    # what cross-fitting asks before it calls fit: nothing to train, outputs written
+    assert _trainer(out, epochs=10, resume=True, **stalled).finished_for(train, val)
+    assert _trainer(out, epochs=n, resume=True, **stalled).finished_for(train, val)
+    for trainer, data in ((_trainer(out, epochs=10, **stalled), train),  # no resume
+                          (_trainer(out, epochs=14, resume=True, **stalled), train),  # more
+                          (_trainer(out, epochs=10, resume=True, seed=2, **stalled), train),
+                          (_trainer(out, epochs=10, resume=True, **stalled), val)):
+        assert not trainer.finished_for(data, val)
     model_file = (out / "model.keras").stat()
     again = _trainer(out, epochs=10, resume=True, **stalled).fit(train, val)
     assert again["epochs_run"] == n  # the same command: the run is finished
@@ -804,3 +816,60 @@ def test_cli_split_options_are_checked_before_decoding_and_defaults_are_not_usag
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1].startswith(f"error: {only_test}: no split 'train'")
     assert FolderDataset(only_test).split_name("Testing") == "test"
+
+
+def test_a_run_killed_while_saving_its_weights_backup_resumes(
+        faces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras writes the weights backup over the last one in place: a run killed while
+    saving it (seconds, for a large model) left a damaged backup, and its resume stopped
+    with "a checkpoint file may be damaged ...: start a new run". The backup of the last
+    complete epoch must survive, and the resume continue after it."""
+    _, train, val = faces
+    out = tmp_path / "run"
+    save_weights = keras.Model.save_weights
+    saves: list[Path] = []
+
+    def killed_while_saving_the_third(self, filepath, *args, **kwargs):
+        save_weights(self, filepath, *args, **kwargs)
+        saves.append(Path(filepath))
+        if len(saves) == 3:  # the kill: the file is left half-written
+            Path(filepath).write_bytes(Path(filepath).read_bytes()[:2000])
+            raise KeyboardInterrupt("simulated kill while saving the backup")
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_while_saving_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(out, epochs=3).fit(train, val)
+    monkeypatch.undo()
+    assert _trainer(out).epochs_done == 2
+    before = json.loads((out / "checkpoint" / "state.json").read_text())["history"]
+    metrics = _trainer(out, epochs=3, resume=True).fit(train, val)
+    assert metrics["epochs_run"] == 3
+    assert metrics["history"]["loss"][:2] == before["loss"][:2]
+
+
+def test_negative_patience_is_refused(tmp_path: Path) -> None:
+    """``patience=-1`` (the CLI refuses it) stopped every run after its first epoch."""
+    with pytest.raises(TrainingError, match=r"^patience must be >= 0 \(0: never stop early\), "
+                                            r"got -1$"):
+        Trainer(tmp_path / "run", patience=-1)
+
+
+def test_the_largest_seed_trains(faces, tmp_path: Path) -> None:
+    """``seed=MAX_SEED`` is allowed, but the augmentation layers were seeded with up to
+    ``seed + 4``: on the JAX backend (32-bit seeds) an OverflowError traceback."""
+    _, train, val = faces
+    metrics = _trainer(tmp_path / "run", epochs=1, seed=trainer_module.MAX_SEED).fit(train, val)
+    assert metrics["epochs_run"] == 1 and np.isfinite(metrics["history"]["loss"]).all()
+
+
+def test_data_errors_name_unnamed_data(faces, tmp_path: Path) -> None:
+    """``ImageData`` made in Python has no name by default: errors read ": no images"."""
+    _, train, _ = faces
+    plain = ImageData(train.pixels, train.targets, train.labels)
+    happy = np.flatnonzero(plain.targets == 0)
+    one = ImageData(plain.pixels[happy], plain.targets[happy], ("happy",))
+    with pytest.raises(TrainingError, match=r"^the training data: only one label \(happy\)"):
+        _trainer(tmp_path / "a").fit(one, one)
+    empty = plain.subset(np.arange(0))
+    with pytest.raises(TrainingError, match=r"^the validation data: no images$"):
+        _trainer(tmp_path / "b").fit(plain, empty)

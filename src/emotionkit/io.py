@@ -8,7 +8,6 @@ into that form.
 
 from __future__ import annotations
 
-import contextlib
 import io as _stdio
 from pathlib import Path
 from typing import Any
@@ -41,26 +40,32 @@ _EXIF_ORIENTATION = 0x0112
 
 
 def load_image(source: ImageInput) -> np.ndarray:
-    """Load ``source`` as a BGR ``uint8`` array of shape ``(H, W, 3)``.
+    """Load ``source`` as a BGR ``uint8`` array of shape ``(H, W, 3)``, values 0-255.
 
     Accepted inputs:
 
     * ``str`` / ``pathlib.Path``: an image file; EXIF orientation is honoured; 16-bit
-      files keep their top 8 bits; images of more than twice Pillow's
+      files keep their top 8 bits; alpha is dropped; of an animated or multi-page file
+      (GIF, WebP, APNG, TIFF) the first frame is taken; images of more than twice Pillow's
       ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 megapixels) are refused; between that and
       ``MAX_IMAGE_PIXELS`` they load with Pillow's ``DecompressionBombWarning`` (a Python
       warning: filter it with ``warnings.filterwarnings("ignore",
       category=PIL.Image.DecompressionBombWarning)``; the CLI does).
     * ``bytes`` / ``bytearray``: an encoded image file (JPEG, PNG, ...), as for a path.
     * ``numpy.ndarray``: ``(H, W)`` grayscale, ``(H, W, 1)``, ``(H, W, 3)`` **BGR** or
-      ``(H, W, 4)`` BGRA (alpha dropped); ``uint8``, or float in ``[0, 1]``.
-    * ``PIL.Image.Image``: converted from its own mode (RGB, L, RGBA, P, ...); EXIF
-      orientation is honoured, as for a path.
+      ``(H, W, 4)`` BGRA (alpha dropped); ``uint8``, float in ``[0, 1]`` (or
+      ``[0, 255]``), or any dtype :func:`to_bgr` takes. A ``uint8`` BGR array is returned
+      as it is (not copied).
+    * ``PIL.Image.Image``: converted from its own mode (RGB, L, RGBA, P, ...) to BGR; of an
+      animated image, the frame it is at (``seek``); EXIF orientation is honoured, as for
+      a path.
+
+    Pixel values are taken as stored: embedded colour profiles (ICC) are not applied.
 
     Raises:
-        ImageLoadError: the file is missing, empty, or not a decodable image; the array
-            has an unsupported shape; or the PIL image cannot be read (its file closed or
-            truncated, an unsupported mode).
+        ImageLoadError: the file is missing, unreadable, empty, cut short (truncated) or
+            not a decodable image; the array has an unsupported shape or dtype; or the PIL
+            image cannot be read (its file closed or truncated, an unsupported mode).
     """
     if isinstance(source, (str, Path)):
         if isinstance(source, str) and not source.strip():
@@ -83,7 +88,10 @@ def to_bgr(array: np.ndarray) -> np.ndarray:
 
     Accepts the arrays :func:`load_image` accepts: ``(H, W)``, ``(H, W, 1)``,
     ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA; ``uint8``, float in ``[0, 1]`` (or
-    ``[0, 255]``), 16-bit (top 8 bits kept), other integers (clipped to ``0..255``) or bool.
+    ``[0, 255]``, told apart by the largest finite value; NaN becomes 0), 16-bit (top 8
+    bits kept; either byte order), other integers (clipped to ``0..255``) or bool. The
+    result's values are 0-255; a BGR ``uint8`` array that is contiguous already is
+    returned as it is (not copied).
 
     Raises:
         ImageLoadError: not a numpy array, no pixels, or an unsupported shape or dtype.
@@ -120,7 +128,8 @@ def to_gray(image_bgr: np.ndarray) -> np.ndarray:
 def expand_box(
     box: tuple[int, int, int, int], margin: float, width: int, height: int
 ) -> tuple[int, int, int, int]:
-    """Grow ``box`` = ``(x, y, w, h)`` by ``margin`` (fraction of its size) on every side.
+    """Grow ``box`` = ``(x, y, w, h)`` (pixels, origin top-left) by ``margin`` (a fraction
+    of its width and height) on every side.
 
     The result is clipped to an image of ``width`` x ``height`` pixels.
     """
@@ -132,7 +141,7 @@ def expand_box(
 def clip_box(
     box: tuple[float, float, float, float], width: int, height: int
 ) -> tuple[int, int, int, int]:
-    """Round ``(x, y, w, h)`` to ints and clip it to an image of ``width`` x ``height``."""
+    """Round ``(x, y, w, h)`` (pixels) to ints and clip it to a ``width`` x ``height`` image."""
     x0 = max(0, round(box[0]))
     y0 = max(0, round(box[1]))
     x1 = min(width, round(box[0] + box[2]))
@@ -141,7 +150,8 @@ def clip_box(
 
 
 def crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
-    """Cut ``box`` (``(x, y, w, h)`` pixels, grown by ``margin``) out of ``image``."""
+    """Cut ``box`` (``(x, y, w, h)`` pixels, grown by ``margin`` as in :func:`expand_box`)
+    out of ``image``: a view of it (not a copy), with its channel order and dtype."""
     h_img, w_img = image.shape[:2]
     x, y, w, h = expand_box(box, margin, w_img, h_img)
     return image[y : y + h, x : x + w]
@@ -162,7 +172,9 @@ def _load_path(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImageLoadError(f"{path}: cannot read file ({exc.strerror})") from exc
+        advice = "check the file's permissions" if isinstance(exc, PermissionError) else (
+            "check the file and its disk")
+        raise ImageLoadError(f"{path}: cannot read file ({exc.strerror}); {advice}") from exc
     return _decode_bytes(data, what=str(path))
 
 
@@ -210,36 +222,40 @@ def _is_heif(data: bytes) -> bool:
 
 def _decode_with_pil(data: bytes, what: str) -> np.ndarray | None:
     """``data`` decoded by Pillow, upright; ``None`` where Pillow cannot decode it (then
-    OpenCV is tried). Raises :class:`ImageLoadError` for an image too large to decode.
+    OpenCV is tried). Raises :class:`ImageLoadError` for an image too large to decode or
+    cut short.
 
     Pillow warns (``DecompressionBombWarning``) for 90-180 megapixel images; the warning
     is left to the caller's ``warnings`` filters: silencing it here per call
     (``warnings.catch_warnings``) would not be thread-safe. The CLI hides it.
     """
     try:
-        # ImageLoadError: truncated, or a variant Pillow lacks (then OpenCV is tried)
-        with PILImage.open(_stdio.BytesIO(data)) as pil, contextlib.suppress(ImageLoadError):
-            return _pil_to_bgr(pil)
+        with PILImage.open(_stdio.BytesIO(data)) as pil:
+            return _pil_to_bgr(pil, what)
+    except ImageLoadError as exc:  # from _pil_to_bgr
+        if "truncated" in str(exc.__cause__):  # Pillow's "image file is truncated"
+            raise  # not OpenCV's: OpenCV 4 decodes the part there is and makes the rest grey
     except PILImage.DecompressionBombError as exc:
         raise ImageLoadError(
             f"{what}: too large to decode safely ({exc.args[0].split(',')[0]}); downscale it "
             "first"
         ) from exc
     except (PILImage.UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        pass  # a format Pillow does not read (OpenCV may)
+        pass  # a format, or a variant of one, that Pillow does not read (OpenCV may)
     return None
 
 
-def _pil_to_bgr(pil: PILImage.Image) -> np.ndarray:
+def _pil_to_bgr(pil: PILImage.Image, what: str = "PIL image") -> np.ndarray:
     """A PIL image as BGR ``uint8`` ``(H, W, 3)``, turned upright by its EXIF orientation
-    tag; what cannot be read is one :class:`ImageLoadError` saying what to do."""
+    tag; what cannot be read is one :class:`ImageLoadError` saying what to do, naming the
+    image as ``what``."""
     if pil.width == 0 or pil.height == 0:
         raise ImageLoadError(f"empty PIL image of size {pil.width}x{pil.height} (zero pixels)")
     try:
         pil.load()
     except OSError as exc:  # "image file is truncated", "broken data stream", ...
         raise ImageLoadError(
-            f"PIL image: its pixels cannot be decoded ({exc}); the file is truncated or "
+            f"{what}: its pixels cannot be decoded ({exc}); the file is truncated or "
             "corrupt: use a complete copy of it"
         ) from exc
     except (ValueError, AssertionError) as exc:  # Pillow's errors for a closed file
@@ -285,10 +301,11 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
-        if array.size and float(np.nanmax(array)) <= 1.0:
+        # [0, 1] or [0, 255] by the largest finite value (one inf pixel must not decide)
+        if float(np.max(array, where=np.isfinite(array), initial=-np.inf)) <= 1.0:
             array = array * 255.0
         return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
-    if array.dtype == np.uint16:
+    if np.issubdtype(array.dtype, np.uint16):  # either byte order
         return (array >> 8).astype(np.uint8)
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255

@@ -15,16 +15,14 @@ never saw the image they label (cross-fitting, docs/training.md), or from human 
 
 from __future__ import annotations
 
-import json
 import logging
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from ..errors import EmotionKitError
 from .datasets import DatasetError, ImageData
 from .evaluation import _label_columns, _probability_chunks, supports_tta
 
@@ -40,6 +38,9 @@ log = logging.getLogger("emotionkit.training")
 
 SOFT_LABEL_SUFFIX = ".npz"
 """File name ending that makes a teacher spec a :class:`SoftLabelFile`."""
+
+_SUM_TOLERANCE = 1e-3
+"""How far from 1 a soft-label file's row may sum (float32 rounding, rounded shares)."""
 
 
 def save_soft_labels(path: str | Path, data: ImageData, soft: np.ndarray) -> Path:
@@ -74,16 +75,17 @@ class SoftLabelFile:
     """A teacher whose probabilities were computed beforehand (see :func:`save_soft_labels`).
 
     Raises:
-        DatasetError: ``path`` is missing or not a soft-label file.
+        DatasetError: ``path`` is missing or not a soft-label file, or its probabilities
+            are not ``(N, labels)`` finite non-negative rows that sum to 1.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             with np.load(self.path) as stored:
-                self.labels: tuple[str, ...] = tuple(str(x) for x in stored["labels"])
+                labels = np.asarray(stored["labels"])
                 self.fingerprint = str(stored["fingerprint"])
-                self._soft = np.asarray(stored["soft"], dtype=np.float64)
+                soft = np.asarray(stored["soft"], dtype=np.float64)
         except FileNotFoundError:
             raise DatasetError(f"{self.path}: no such soft-label file") from None
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
@@ -91,12 +93,39 @@ class SoftLabelFile:
                 f"{self.path}: not a soft-label file ({exc}); write one with "
                 "emotionkit.training.distill.save_soft_labels"
             ) from None
+        if labels.ndim != 1:
+            self._refuse("its labels are not a list of names")
+        self.labels: tuple[str, ...] = tuple(str(x) for x in labels)
+        self._soft = self._checked(soft)
+
+    def _checked(self, soft: np.ndarray) -> np.ndarray:
+        """``soft`` if it holds a probability row per image for :attr:`labels`."""
+        if soft.ndim != 2 or soft.shape[1] != len(self.labels):
+            self._refuse(f"soft labels of shape {soft.shape}, not (images, "
+                         f"{len(self.labels)}) for its labels {', '.join(self.labels)}")
+        for bad, what in ((~np.isfinite(soft), "nan or infinite"), (soft < 0, "negative")):
+            if bad.any():
+                n = int(bad.sum())
+                self._refuse(f"{n} soft label{' is' if n == 1 else 's are'} {what}")
+        sums = soft.sum(axis=1)
+        off = np.flatnonzero(np.abs(sums - 1.0) > _SUM_TOLERANCE)
+        if len(off):
+            self._refuse(f"{len(off)} of its {len(soft)} rows do not sum to 1 (row "
+                         f"{off[0] + 1}: {sums[off[0]]:.4g})")
+        return soft
+
+    def _refuse(self, problem: str) -> NoReturn:
+        raise DatasetError(
+            f"{self.path}: {problem}; write the file with "
+            "emotionkit.training.distill.save_soft_labels (one row of probabilities per "
+            "training image, in the data's order)")
 
     def probabilities(self, data: ImageData) -> np.ndarray:
         """The stored probabilities ``(N, len(labels))``, if they were made for ``data``.
 
         Raises:
-            DatasetError: the file was written for other images, labels or order.
+            DatasetError: the file was written for other images, labels or order, or
+                (made by hand) holds another number of rows than ``data`` has images.
         """
         if self.fingerprint != data.fingerprint():
             raise DatasetError(
@@ -105,6 +134,9 @@ class SoftLabelFile:
                 f"({len(data)} images, {data.fingerprint()[:19]}...); compute them on exactly "
                 "the training images, labels and order"
             )
+        if len(self._soft) != len(data):  # a file made by hand
+            self._refuse(f"soft labels for {len(self._soft)} images, but "
+                         f"{data.name or 'the training data'} has {len(data)}")
         return self._soft
 
     def __repr__(self) -> str:
@@ -192,8 +224,9 @@ def cross_fitted_soft_labels(
     do) gives near one-hot soft labels on them; on images it never saw its probabilities
     carry what it learned. ``trainer(k)`` must write its own directory; with
     ``resume=True`` a stopped call continues, and a teacher that finished (its
-    ``metrics.json`` written, for these images, options and epochs) is used as it is,
-    without training or scoring it again.
+    ``metrics.json`` written, for these images, options and epochs:
+    :meth:`Trainer.finished_for <emotionkit.training.Trainer.finished_for>`) is used as
+    it is, without training or scoring it again.
 
     Returns:
         ``(N, len(train.labels))`` probabilities (temperature 1, mirrored-image averaging
@@ -217,7 +250,7 @@ def cross_fitted_soft_labels(
     for k in range(folds):
         run = trainer(k)
         held_in = train.subset(np.flatnonzero(part != k))
-        if _finished_teacher(run, held_in, val):
+        if run.finished_for(held_in, val):
             log.info("teacher %d/%d: finished in %s; used as it is", k + 1, folds, run.out_dir)
         else:
             log.info("teacher %d/%d: trains on %d images, labels %d", k + 1, folds,
@@ -227,41 +260,6 @@ def cross_fitted_soft_labels(
         soft[part == k] = soft_labels(load_classifier(run.out_dir), held_out, 1.0, tta,
                                       batch_size)
     return soft
-
-
-def _finished_teacher(run: Trainer, train: ImageData, val: ImageData) -> bool:
-    """Whether ``run.fit(train, val)`` would train nothing and only write the finished
-    run's outputs again: a resumed run with the ``metrics.json`` of its last epoch, the
-    same data, labels and :attr:`~Trainer.resume_must_match` options, and no more epochs
-    asked for than it ran (or stopped early at). Anything else goes to ``fit``, which
-    continues the run or raises its error."""
-    from ..classifiers.config import CONFIG_NAME, ModelConfig
-    from .trainer import _resolve_options
-
-    if not (run.resume and run.has_run):
-        return False
-    try:
-        state = run._saved_state() or {}
-        metrics = json.loads((run.out_dir / "metrics.json").read_text())
-        config = ModelConfig.read(run.out_dir / CONFIG_NAME)
-        done = dict(config.extra.get("training", {}))
-        done["arch_options"] = _resolve_options(run.architecture,
-                                                done.get("arch_options") or {})
-        ran = (metrics["epochs_run"], metrics["best_epoch"])
-    except (OSError, ValueError, TypeError, KeyError, EmotionKitError):
-        return False  # fit says what is wrong
-    if ran != (run.epochs_done, state.get("best_epoch")) or run.epochs_done != state["epoch"]:
-        return False  # outputs of an earlier epoch, or a state a resume takes back
-    data = config.extra.get("data", {})
-    if tuple(config.labels) != tuple(train.labels) or any(
-            data.get(split, {}).get("fingerprint") != d.fingerprint()
-            for split, d in (("train", train), ("val", val))):
-        return False
-    if any(done.get(key) != run.args[key] for key in run.resume_must_match):
-        return False
-    epochs = run.args["epochs"]
-    return state["epoch"] >= epochs or (
-        bool(state.get("stopped_early")) and epochs <= int(done.get("epochs", 0)))
 
 
 def distillation_targets(data: ImageData, soft: np.ndarray, weight: float) -> np.ndarray:

@@ -66,9 +66,10 @@ MAX_SEED = 2**32 - 1
 """The largest ``seed`` (the backends' and NumPy's seeds are 32-bit)."""
 
 MODEL_FILE = "model.keras"
+_METRICS_FILE = "metrics.json"
 _STATE_FILE = "state.json"
 _SOFT_LABELS = "teacher_soft_labels.npz"  # a distillation run's targets, kept for resume
-_BACKUP_META = "training_metadata.json"  # written by keras.callbacks.BackupAndRestore
+_BACKUP_META = "training_metadata.json"  # the epoch of the weights backup (_Backup)
 _BEST_FILE = "best-{epoch}.keras"  # checkpoint copy of the best epoch's model
 _MONITOR = "val_accuracy"
 _SEED_STRIDE = 2**20
@@ -210,6 +211,8 @@ class Trainer:
             raise TrainingError(f"seed must be in 0..{MAX_SEED}, got {seed}")
         if epochs < 1 or batch_size < 1 or learning_rate <= 0:
             raise TrainingError("epochs, batch_size and learning_rate must be positive")
+        if patience < 0:
+            raise TrainingError(f"patience must be >= 0 (0: never stop early), got {patience}")
         if class_weight not in CLASS_WEIGHTING:
             raise TrainingError(f"class_weight must be one of {', '.join(CLASS_WEIGHTING)}")
         if not 0.0 <= teacher_weight <= 1.0 or teacher_temperature <= 0:
@@ -289,6 +292,31 @@ class Trainer:
         best = (self._saved_state() or {}).get("best")
         return None if best is None else float(best)
 
+    def finished_for(self, train: ImageData, val: ImageData) -> bool:
+        """Whether :meth:`fit` ``(train, val)`` would train nothing and its results are
+        written already: with ``resume``, ``out_dir`` holds a run on exactly these images
+        (data fingerprints), labels and :attr:`resume_must_match` options that is finished
+        for ``epochs`` (it ran them, or stopped early and no more epochs are asked for than
+        it was started with), and its ``metrics.json`` is that of its last epoch. ``fit``
+        would only score the best model again and write ``metrics.json``, the plots and
+        ``config.json`` anew. Anything else (no run, other data or options, epochs left to
+        train, an unreadable file) is ``False``: ``fit`` continues the run or raises its
+        error. Reads files only (no data is classified)."""
+        if not self.resume:
+            return False
+        try:
+            if not self.has_run:
+                return False
+            state, _ = self._resume_point(train.labels, {"train": train.fingerprint(),
+                                                         "val": val.fingerprint()})
+            metrics = json.loads((self.out_dir / _METRICS_FILE).read_text(encoding="utf-8"))
+            written = (metrics["epochs_run"], metrics["best_epoch"]) == (
+                state["epoch"], state["best_epoch"])
+            return written and state == self._read_state() and _finished(
+                state, self.args["epochs"])
+        except (OSError, ValueError, TypeError, KeyError, EmotionKitError):
+            return False
+
     def fit(self, train: ImageData, val: ImageData) -> dict[str, Any]:
         """Train on ``train``, select the best epoch on ``val``, write the output directory.
 
@@ -366,28 +394,29 @@ class Trainer:
     # -- setup -----------------------------------------------------------------------
 
     def _check_data(self, train: ImageData, val: ImageData) -> None:
+        train_name = train.name or "the training data"
         if tuple(train.labels) != tuple(val.labels):
             raise TrainingError(
                 f"train and validation labels differ: {train.labels} vs {val.labels}"
             )
         if len(train.labels) < 2:
             raise TrainingError(
-                f"{train.name}: only one label ({', '.join(train.labels)}); a classifier needs "
+                f"{train_name}: only one label ({', '.join(train.labels)}); a classifier needs "
                 "two or more to choose between"
             )
         empty = [label for label, n in zip(train.labels, train.class_counts()) if n == 0]
         if empty and len(train):
             raise TrainingError(
-                f"{train.name}: no training images for {', '.join(empty)}; add some, or train "
+                f"{train_name}: no training images for {', '.join(empty)}; add some, or train "
                 "on the other labels only (labels=... / --labels)"
             )
         expected = (*self.architecture.input_size, self.architecture.channels)
-        for data in (train, val):
+        for data, name in ((train, train_name), (val, val.name or "the validation data")):
             if len(data) == 0:
-                raise TrainingError(f"{data.name}: no images")
+                raise TrainingError(f"{name}: no images")
             if tuple(data.pixels.shape[1:]) != expected:
                 raise TrainingError(
-                    f"{data.name}: images are {data.pixels.shape[1:]}, architecture "
+                    f"{name}: images are {data.pixels.shape[1:]}, architecture "
                     f"{self.args['arch']!r} needs {expected}; load the dataset with "
                     "trainer.data_options"
                 )
@@ -439,10 +468,40 @@ class Trainer:
             self._write_config(config)
             self._write_state(fresh)
             return fresh
+        stored = self._read_state()
+        state, old_args = self._resume_point(config.labels, {
+            split: data["fingerprint"] for split, data in config.extra["data"].items()})
+        if state != stored:
+            self._write_state(state)
+        self._publish_best(state["best_epoch"])  # model.keras may be a dropped epoch's
+        self._drop_best_files(keep=(state["best_epoch"],))
+        if stored.get("stopped_early") and not state.get("stopped_early") and (
+                state["epoch"] == stored["epoch"]):  # goes past the stop (not a dropped epoch)
+            log.info("%s: stopped early at epoch %d; continuing to %d epochs with the "
+                     "early-stopping counter reset", self.out_dir, state["epoch"],
+                     self.args["epochs"])
+        self._settle_changed_args(old_args, state)
+        self._write_config(config)
+        log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
+        return state
+
+    def _resume_point(self, labels: Sequence[str], fingerprints: dict[str, str],
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Where this trainer continues the run in ``out_dir``, and the run's training
+        arguments (``arch_options`` in full). Reads only.
+
+        The state is the checkpoint's, less the epochs its weights backup lacks (the backup
+        is written after ``state.json``: a run killed in between); a run that stopped early
+        goes on past the stop (not stopped, counter reset) where more epochs are asked for
+        than it was started with.
+
+        Raises:
+            TrainingError: the data (``fingerprints`` of ``"train"`` and ``"val"``),
+                ``labels`` or :attr:`resume_must_match` options differ from the run's.
+        """
         old = ModelConfig.read(self.out_dir / CONFIG_NAME)
-        for split in ("train", "val"):
+        for split, now in fingerprints.items():
             before = old.extra.get("data", {}).get(split, {}).get("fingerprint")
-            now = config.extra["data"][split]["fingerprint"]
             if before != now:
                 raise TrainingError(
                     f"cannot resume {self.out_dir}: the {split} data differ from the run's "
@@ -453,30 +512,18 @@ class Trainer:
             self.architecture, old_args.get("arch_options") or {}
         )
         changed = [k for k in self.resume_must_match if old_args.get(k) != self.args[k]]
-        if changed or old.labels != config.labels:
+        if changed or tuple(old.labels) != tuple(labels):
             raise TrainingError(
                 f"cannot resume {self.out_dir}: options differ from the run's "
                 f"({', '.join(changed) or 'labels'})"
             )
         state = self._read_state()
-        # The weights backup is written after state.json: drop epochs it does not have.
         saved = self._backed_up_epochs(self.checkpoint_dir)
         if state["epoch"] > saved:
             state = _truncate_state(state, saved)
-            self._write_state(state)
-        self._publish_best(state["best_epoch"])  # model.keras may be a dropped epoch's
-        self._drop_best_files(keep=(state["best_epoch"],))
         if state.get("stopped_early") and self.args["epochs"] > int(old_args.get("epochs", 0)):
-            # more epochs than the run was started with: continue past the early stop
-            log.info("%s: stopped early at epoch %d; continuing to %d epochs with the "
-                     "early-stopping counter reset", self.out_dir, state["epoch"],
-                     self.args["epochs"])
             state.update(stopped_early=False, wait=0)
-            self._write_state(state)
-        self._settle_changed_args(old_args, state)
-        self._write_config(config)
-        log.info("%s: resuming after epoch %d", self.out_dir, state["epoch"])
-        return state
+        return state, old_args
 
     def _settle_changed_args(self, old_args: dict[str, Any], state: dict[str, Any]) -> None:
         """A resume's changed options (those not in :attr:`resume_must_match`): each that
@@ -668,7 +715,7 @@ class Trainer:
             _Progress(math.ceil(len(index) / args["batch_size"]), args["epochs"],
                       enabled=self.progress),
             _RunState(self, model, state, len(index), early_stopping),
-            keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False),
+            _Backup(str(backup_dir), delete_checkpoint=False),
         ]
         # BackupAndRestore sets _initial_epoch when it restores a backup, and Keras's fit
         # prefers it to initial_epoch: clear one left by an earlier phase of this run
@@ -747,16 +794,18 @@ class Trainer:
             return model
         from keras import layers
 
-        seed = self.args["seed"]
+        def seed(i: int) -> int:  # the backends' seeds are 32-bit
+            return (self.args["seed"] + i) % (MAX_SEED + 1)
+
         low = config.pixel_offset
         high = 255.0 * config.pixel_scale + config.pixel_offset
         augment = keras.Sequential([
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 1),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 2),
-            layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+            layers.RandomFlip("horizontal", seed=seed(0)),
+            layers.RandomRotation(0.04, fill_mode="nearest", seed=seed(1)),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed(2)),
+            layers.RandomZoom(0.1, fill_mode="nearest", seed=seed(3)),
             layers.RandomBrightness(0.2, value_range=(min(low, high), max(low, high)),
-                                    seed=seed + 4),
+                                    seed=seed(4)),
         ], name="augment")
         if keras.backend.backend() == "jax":
             # Keras marks the affine layers jit-unsafe because of TensorFlow's XLA; their JAX
@@ -782,7 +831,7 @@ class Trainer:
             "train_images_per_s": _median(history.get("images_per_s", [])),
             "history": history,
         }
-        _atomic_write(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        _atomic_write(self.out_dir / _METRICS_FILE, json.dumps(metrics, indent=2))
         with _replacing(self.out_dir / "confusion_matrix.png") as tmp:
             report.save_confusion_png(tmp)
         with _replacing(self.out_dir / "history.png") as tmp:
@@ -822,8 +871,9 @@ def _dtype_policy(keras: Any, name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(old)
 
 
-def _keras_callback_base() -> Any:
-    return _import_keras().callbacks.Callback
+def _keras_callback_base(name: str = "Callback") -> Any:
+    """``keras.callbacks.<name>``, a base class for the trainer's callbacks."""
+    return getattr(_import_keras().callbacks, name)
 
 
 def _shuffled_batches(keras: Any, x: np.ndarray, y: np.ndarray, weights: np.ndarray,
@@ -963,6 +1013,22 @@ class _RunState(_keras_callback_base()):  # type: ignore[misc]
                             f"{bad[0][1]}; {what}")
 
 
+class _Backup(_keras_callback_base("BackupAndRestore")):  # type: ignore[misc]
+    """Keras's ``BackupAndRestore`` (the training model's weights and optimizer state, and
+    the epoch count, restored when a resumed fit starts), each file written to a temporary
+    name and then put in place. Keras writes over the last backup in place: a run killed
+    while saving it (seconds, for a large model) or a disk that filled up left it damaged,
+    and the run could not be resumed."""
+
+    def _save_model(self) -> None:  # Keras's own (3.3 to 3.15), with atomic writes
+        directory = Path(self.backup_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        with _replacing(Path(self._weights_path)) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        _atomic_write(directory / _BACKUP_META, json.dumps(
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+
 class _Progress(_keras_callback_base()):  # type: ignore[misc]
     """A tqdm bar per epoch (on stderr)."""
 
@@ -1090,10 +1156,11 @@ def _finished(state: dict[str, Any], epochs: int) -> bool:
 
 @contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
-    """Inside: write the new ``path`` to the temporary file given (same folder and
-    suffix); it then replaces ``path`` at once, so that a killed run or a failed write
-    leaves the old file or the new one, never part of one. On an error it is removed."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    """Inside: write the new ``path`` to the temporary file given (same folder, name
+    ending as ``path``'s: Keras wants ``.keras`` and ``.weights.h5``); it then replaces
+    ``path`` at once, so that a killed run or a failed write leaves the old file or the
+    new one, never part of one. On an error it is removed."""
+    tmp = path.with_name(f".tmp-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)
