@@ -171,16 +171,14 @@ def iter_detect_paths(
         BrokenProcessPool: (``workers > 1``) workers died on 3 images in a row.
     """
     from .recognizer import EmotionRecognizer
-    from .registry import _detectors, resolve_detector
+    from .registry import _detector_to_send, resolve_detector
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    if workers > 1 and isinstance(detector, str) and detector not in _detectors._registered:
-        _detectors.check(detector)  # the workers create it; an unknown name fails here
-    elif workers > 1:  # an object, or a name registered in this process only: sent built
-        detector = resolve_detector(detector)
+    if workers > 1:
+        detector = _detector_to_send(detector)
     payload = _pickled(detector) if workers > 1 else b""
     # In pool mode this process only classifies: its recognizer gets the trivial detector.
     local_detector = resolve_detector(detector) if workers == 1 else "none"

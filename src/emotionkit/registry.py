@@ -176,6 +176,17 @@ def resolve_detector(detector: str | Any) -> Any:
     return detector
 
 
+def _detector_to_send(detector: str | Any) -> Any:
+    """``detector`` as another process (a worker, a Ray actor) is to get it: a name that
+    process can create itself (built-in or entry-point plugin), checked here so that an
+    unknown name fails in this process; else the detector built here (an object, or a name
+    registered in this process only)."""
+    if isinstance(detector, str) and detector not in _detectors._registered:
+        _detectors.check(detector)
+        return detector
+    return resolve_detector(detector)
+
+
 def resolve_classifier(classifier: str | Path | Any) -> Any:
     """A classifier from a registered name, a model file or directory path, an
     ``hf://OWNER/REPO[@REVISION]`` spec, or ``classifier`` itself if it has ``labels``,

@@ -149,12 +149,9 @@ def _actor_settings(detector: Any, classifier: Any, margin: float | None) -> dic
     and an object that does not pickle in Ray's serialiser, reported as a bug in Ray."""
     from ray import cloudpickle
 
-    from ..registry import _detectors, resolve_detector
+    from ..registry import _detector_to_send
 
-    if isinstance(detector, str) and detector not in _detectors._registered:
-        _detectors.check(detector)  # the actors create it
-    else:  # an object, or a name the actors do not know: sent built
-        detector = resolve_detector(detector)
+    detector = _detector_to_send(detector)
     for role, plugin, instead in (
         ("detector", detector, "a detector name (built-in or plugin)"),
         ("classifier", classifier, "the classifier's name or model path (on every node)"),
